@@ -1,0 +1,164 @@
+"""Avro codecs for the canonical records: schemas loaded from `schemas/*.avsc`.
+
+Default framing is the Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint, little
+endian + body): no registry needed, and any reader can find the writer's schema in `schemas/`
+by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.validation import validate
+
+from connector import models
+from connector.errors import SchemaError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+NAMESPACE = "loyalty"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+
+
+class AvroCodec:
+    """Encode and decode the records named in `models.RECORD_TYPES` with their .avsc schemas."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        if not schema_dir.is_dir():
+            raise SchemaError(f"schema directory {schema_dir} does not exist")
+        self.schema_dir = schema_dir
+        self.schemas: dict[str, Any] = {}
+        self.raw_schemas: dict[str, Any] = {}
+        self.fingerprints: dict[str, bytes] = {}
+        self.by_fingerprint: dict[bytes, str] = {}
+        for name in models.RECORD_TYPES:
+            path = schema_dir / f"{NAMESPACE}.{name}.avsc"
+            try:
+                parsed = load_schema(str(path), _write_hint=False)
+            except Exception as exc:  # fastavro raises several types for bad schema files
+                raise SchemaError(f"cannot load {path.name}: {exc}") from exc
+            fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+            self.schemas[name] = parsed
+            self.fingerprints[name] = fp
+            self.by_fingerprint[fp] = name
+
+    def canonical_form(self, name: str) -> str:
+        return str(to_parsing_canonical_form(self.schemas[name]))
+
+    def schema_json(self, name: str) -> str:
+        """The full (self-contained) schema of a record as JSON text."""
+        return json.dumps(self.schemas[name])
+
+    # -- encoding ------------------------------------------------------------------------------
+
+    def encode_body(self, name: str, datum: Mapping[str, Any]) -> bytes:
+        """Avro binary body (no framing) of a dict, strictly checked against the schema."""
+        schema = self.schemas[name]
+        buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buf, schema, datum, strict=True)
+        except Exception as exc:
+            why = self._why(name, datum, exc)
+            raise SchemaError(f"{name} does not match its schema: {why}") from None
+        return buf.getvalue()
+
+    def _why(self, name: str, datum: Mapping[str, Any], exc: Exception) -> str:
+        bad = sorted(_bad_decimals(datum))
+        if bad:
+            return f"{', '.join(bad)}: more decimal places than the schema's scale ({exc})"
+        try:
+            validate(datum, self.schemas[name], raise_errors=True)
+        except Exception as detail:  # ValidationError lists the failing field paths
+            return str(detail)
+        return f"{type(exc).__name__}: {exc}"
+
+    def encode(self, record: Any) -> bytes:
+        """Single-object encoding of a canonical record (a dataclass from `models`)."""
+        name = type(record).__name__
+        if name not in self.schemas:
+            raise SchemaError(f"{name} is not a canonical record type")
+        body = self.encode_body(name, models.to_dict(record))
+        return SINGLE_OBJECT_MAGIC + self.fingerprints[name] + body
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def decode_dict(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """(record name, plain dict) of a single-object encoded message."""
+        if len(data) < HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
+            raise SchemaError("not an Avro single-object encoded message (no C3 01 header)")
+        fp = bytes(data[2:HEADER_LEN])
+        name = self.by_fingerprint.get(fp)
+        if name is None:
+            raise SchemaError(
+                f"unknown schema fingerprint {fp.hex()}: not a schema in {self.schema_dir}"
+            )
+        try:
+            datum = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), self.schemas[name])
+        except Exception as exc:
+            raise SchemaError(f"{name} body is malformed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(datum, dict):
+            raise SchemaError(f"{name} body is not a record")
+        return name, datum
+
+    def decode(self, data: bytes, expected: type[Any] | None = None) -> Any:
+        """The canonical record of a single-object encoded message."""
+        name, datum = self.decode_dict(data)
+        if expected is not None and name != expected.__name__:
+            raise SchemaError(f"expected a {expected.__name__}, got a {name}")
+        return from_dict(models.RECORD_TYPES[name], datum)
+
+
+def _bad_decimals(datum: Any, path: str = "") -> list[str]:
+    """Paths of Decimal values finer than the points scale (fastavro's error names none)."""
+    out: list[str] = []
+    if isinstance(datum, Mapping):
+        for k, v in datum.items():
+            out += _bad_decimals(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(datum, Decimal):
+        exponent = datum.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -models.POINTS_SCALE:
+            out.append(path)
+    return out
+
+
+def from_dict(cls: Any, datum: Mapping[str, Any]) -> Any:
+    """Build a `models` dataclass from an Avro-decoded dict (enums and nested records restored)."""
+    kwargs: dict[str, Any] = {}
+    hints = _field_kinds(cls)
+    for f in dataclasses.fields(cls):
+        value = datum.get(f.name)
+        kind = hints.get(f.name)
+        if value is not None and kind is not None:
+            if kind in models.ENUM_TYPES:
+                value = models.ENUM_TYPES[kind](value)
+            elif kind in models.NESTED_TYPES:
+                value = from_dict(models.NESTED_TYPES[kind], value)
+        if f.name in datum or value is not None:
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+@functools.cache
+def _field_kinds(cls: Any) -> dict[str, str]:
+    """Field name → enum or nested record type name, read from the dataclass annotations."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        ann = str(f.type)
+        for name in (*models.ENUM_TYPES, *models.NESTED_TYPES):
+            if ann == name or ann.startswith(f"{name} ") or ann.startswith(f"{name}|"):
+                out[f.name] = name
+    return out
+
+
+@functools.cache
+def default_codec() -> AvroCodec:
+    return AvroCodec()

@@ -1,0 +1,193 @@
+"""`loyalty-connector dev`: embedded broker + bridge + worker in one foreground command.
+
+Each component runs as its own child process (as in production); Ctrl-C or SIGTERM stops them
+all, children first, then the broker, and exits 0. Sample secrets for every provider are made
+once under `.dev/` and printed, so `loyalty-connector replay` can sign deliveries for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from connector.errors import BrokerError
+from connector.logs import setup_logging
+from connector.settings import Settings, process_env
+
+log = logging.getLogger("connector.dev")
+
+DEV_DIR = Path(".dev")
+DEV_ENV_FILE = DEV_DIR / "dev.env"
+COMPONENTS: tuple[str, ...] = ("bridge",)
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `dev` itself dies, so no orphan survives a kill -9."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def dev_secrets(directory: Path = DEV_DIR) -> dict[str, str]:
+    """Sample secrets for every provider, made once and kept in `.dev/` (chmod 600)."""
+    directory.mkdir(exist_ok=True)
+    private = directory / "wix-private.pem"
+    public = directory / "wix-public.pem"
+    if not private.exists() or not public.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        private.chmod(0o600)
+    return {
+        "CONNECTOR_GAMEBALL_SECRET_KEY": "dev-gameball-secret",
+        "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": "X-Loyalty-Token",
+        "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": "dev-open-loyalty-token",
+        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": "dev-open-loyalty-hmac",
+        "CONNECTOR_VOUCHERIFY_SECRET_KEY": "dev-voucherify-secret",
+        "CONNECTOR_WIX_PUBLIC_KEY_FILE": str(public.resolve()),
+        "CONNECTOR_WIX_PRIVATE_KEY_FILE": str(private.resolve()),
+    }
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, _, v = line.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+class Supervisor:
+    """Starts child processes, forwards shutdown, and reports one that dies."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
+        self.children[name] = subprocess.Popen(argv, env=dict(env), preexec_fn=_die_with_parent)
+
+    def wait(self, poll: Callable[[], None] | None = None) -> str | None:
+        """Block until asked to stop (returns None) or a child exits (returns its name)."""
+        while not self.stopping.wait(0.5):
+            for name, proc in self.children.items():
+                if proc.poll() is not None:
+                    return name
+            if poll:
+                poll()
+        return None
+
+    def stop_all(self, timeout: float = 20) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in self.children.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                proc.kill()
+                proc.wait(5)
+
+
+def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    base_env = process_env() if env is None else dict(env)
+    settings = Settings.from_env(base_env)
+    setup_logging(settings.log_level, "text")
+    sup = Supervisor()
+
+    def on_signal(signum: int, frame: object) -> None:
+        sup.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    broker = None
+    child_env = {**base_env}
+    if settings.broker_url:
+        bootstrap = settings.broker_url
+        print(f"broker      : {bootstrap} (CONNECTOR_BROKER_URL)", flush=True)
+    else:
+        from connector.embedded.tansu import TansuBroker
+
+        broker = TansuBroker(log_dir=DEV_DIR.resolve())
+        broker.start()
+        bootstrap = broker.bootstrap
+        # Tansu has no idempotent producer (InitProducerId fails): plain acks=all in dev.
+        child_env.setdefault("CONNECTOR_IDEMPOTENT_PRODUCER", "false")
+        child_env.setdefault("CONNECTOR_TABLE_STORE", "memory")
+        print(
+            f"broker      : {bootstrap} (embedded Tansu, memory-only; log {broker.log_file})",
+            flush=True,
+        )
+        log.warning(
+            "embedded broker has no idempotent producer or transactions: "
+            "using plain acks=all (development only)"
+        )
+    child_env["CONNECTOR_BROKER_URL"] = bootstrap
+    secrets = dev_secrets()
+    for k, v in secrets.items():
+        child_env.setdefault(k, v)
+    DEV_ENV_FILE.write_text("".join(f"{k}={child_env[k]}\n" for k in sorted(secrets)))
+    DEV_ENV_FILE.chmod(0o600)
+    code = 0
+    try:
+        for component in COMPONENTS:
+            sup.spawn(component, [sys.executable, "-m", "connector", component], child_env)
+        _print_endpoints(settings, secrets)
+        died = sup.wait()
+        if died:
+            log.error("%s exited with code %s; stopping", died, sup.children[died].returncode)
+            code = 1
+    except BrokerError:
+        code = 1
+        raise
+    finally:
+        sup.stop_all()
+        if broker is not None:
+            broker.stop()
+        print("stopped", flush=True)
+    return code
+
+
+def _print_endpoints(settings: Settings, secrets: Mapping[str, str]) -> None:
+    lines = []
+    if "bridge" in COMPONENTS:
+        lines.append(f"bridge      : http://127.0.0.1:{settings.bridge_port}/webhooks/<provider>")
+    if "worker" in COMPONENTS:
+        lines.append(
+            f"worker      : http://127.0.0.1:{settings.web_port}/members/<provider>/"
+            "<tenant>/<customer_id>"
+        )
+    lines.append(f"dev secrets : {DEV_ENV_FILE} (sample values, development only):")
+    lines += [f"  {k}={v}" for k, v in sorted(secrets.items())]
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)

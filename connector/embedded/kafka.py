@@ -1,0 +1,225 @@
+"""Apache Kafka (KRaft, single node) from Maven Central jars, run with the machine's Java 17.
+
+Used by the test suite and by anyone with Java who wants the real broker locally. The jars are
+fetched once with Maven into a cache directory; later runs need no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from connector.embedded import free_port, wait_for_kafka
+from connector.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+# Kafka 4.x: faust-streaming's broker suite runs against 4.0 with aiokafka 0.14, and 4.1 passes
+# ours; Faust's exactly_once needs the transactions only the real broker gives.
+KAFKA_VERSION = "4.1.1"
+POM = Path(__file__).with_name("kafka_pom.xml")
+
+SERVER_PROPERTIES = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={log_dir}
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.flush.interval.messages=1
+"""
+
+LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = FILE
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+"""
+
+
+def cache_dir() -> Path:
+    return Path.home() / ".cache" / "loyalty-connector" / f"kafka-{KAFKA_VERSION}"
+
+
+def fetch_jars(version: str = KAFKA_VERSION) -> Path:
+    """The directory of the broker's jars, fetched with Maven on first use (then cached)."""
+    libs = cache_dir() / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (`mvn`) is needed once to fetch Apache Kafka's jars; install it")
+    work = cache_dir()
+    work.mkdir(parents=True, exist_ok=True)
+    pom = work / "pom.xml"
+    pom.write_text(POM.read_text().replace("@KAFKA_VERSION@", version))
+    tmp = work / "libs.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
+    proc = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise BrokerError(f"could not fetch Apache Kafka {version} jars with Maven:\n{tail}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text(version)
+    return libs
+
+
+class KafkaBroker:
+    """One KRaft node on free loopback ports; stop() and start() again keep its data and ports."""
+
+    def __init__(self, work_dir: Path | None = None, *, heap: str = "768m") -> None:
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="kafka-"))
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.heap = heap
+        self.version = KAFKA_VERSION
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._formatted = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.work_dir / "kafka.log"
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Java 17+ (`java`) is needed to run Apache Kafka; install it")
+        return java
+
+    def _write_config(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        props = self.work_dir / "server.properties"
+        props.write_text(
+            SERVER_PROPERTIES.format(
+                port=self.port,
+                controller_port=self.controller_port,
+                log_dir=self.work_dir / "data",
+            )
+        )
+        (self.work_dir / "log4j2.properties").write_text(LOG4J2.format(log_file=self.log_file))
+        return props
+
+    def _cmd(self, libs: Path, *args: str) -> list[str]:
+        return [
+            self._java(),
+            f"-Xmx{self.heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",  # faster start, plenty for a test broker
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.work_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
+
+    def start(self, timeout: float = 90) -> None:
+        libs = fetch_jars(self.version)
+        props = self._write_config()
+        if not self._formatted:
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            fmt = subprocess.run(
+                self._cmd(
+                    libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if fmt.returncode != 0:
+                raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
+            self._formatted = True
+        out = open(self.work_dir / "kafka.stdout", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            self._cmd(libs, "kafka.Kafka", str(props)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        try:
+            wait_for_kafka(
+                self.bootstrap,
+                timeout,
+                alive=lambda: self.proc is not None and self.proc.poll() is None,
+            )
+        except BrokerError as exc:
+            self.stop()
+            raise BrokerError(
+                f"Apache Kafka {self.version} did not start: {exc}\n{self.tail_log()}"
+            ) from None
+        log.info("Apache Kafka %s ready at %s", self.version, self.bootstrap)
+
+    def tail_log(self, n: int = 30) -> str:
+        lines: list[str] = []
+        for f in (self.work_dir / "kafka.stdout", self.log_file):
+            if f.exists():
+                lines += f.read_text(errors="replace").splitlines()[-n:]
+        return "\n".join(lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.work_dir, ignore_errors=True)

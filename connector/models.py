@@ -1,0 +1,268 @@
+"""Canonical records mirroring `schemas/*.avsc` (a contract test keeps them equal).
+
+Points are `Decimal` quantized to two places (Avro decimal(18, 2)); timestamps are aware UTC
+`datetime`s (Avro timestamp-millis); money is integer minor units plus currency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+POINTS_SCALE = 2
+POINTS_QUANTUM = Decimal(1).scaleb(-POINTS_SCALE)
+POINTS_MAX = Decimal(10) ** (18 - POINTS_SCALE)
+ZERO = Decimal("0.00")
+
+
+class Provider(enum.StrEnum):
+    GAMEBALL = "GAMEBALL"
+    OPEN_LOYALTY = "OPEN_LOYALTY"
+    VOUCHERIFY = "VOUCHERIFY"
+    WIX = "WIX"
+
+    @property
+    def key(self) -> str:
+        """The lower-case provider key used in URLs, settings, modules and member keys."""
+        return self.value.lower()
+
+    @classmethod
+    def from_key(cls, key: str) -> Provider:
+        return cls[key.upper()]
+
+
+class EventType(enum.StrEnum):
+    POINTS_EARNED = "POINTS_EARNED"
+    POINTS_REDEEMED = "POINTS_REDEEMED"
+    POINTS_ADJUSTED = "POINTS_ADJUSTED"
+    POINTS_EXPIRED = "POINTS_EXPIRED"
+    POINTS_PENDING = "POINTS_PENDING"
+    POINTS_ACTIVATED = "POINTS_ACTIVATED"
+    POINTS_CANCELED = "POINTS_CANCELED"
+    POINTS_EXPIRING = "POINTS_EXPIRING"
+    BALANCE_SNAPSHOT = "BALANCE_SNAPSHOT"
+    TIER_CHANGED = "TIER_CHANGED"
+    CUSTOMER_REGISTERED = "CUSTOMER_REGISTERED"
+    CUSTOMER_UPDATED = "CUSTOMER_UPDATED"
+    CUSTOMER_DEACTIVATED = "CUSTOMER_DEACTIVATED"
+    CUSTOMER_DELETED = "CUSTOMER_DELETED"
+    ORDER_RECORDED = "ORDER_RECORDED"
+    REWARD_REDEEMED = "REWARD_REDEEMED"
+    NOTIFICATION = "NOTIFICATION"
+    OTHER = "OTHER"
+
+
+class EntryOrigin(enum.StrEnum):
+    REPORTED = "REPORTED"
+    DERIVED = "DERIVED"
+
+
+def points(value: Any) -> Decimal:
+    """Exact points from a JSON number or string (`100`, `100.0`, `"25"`), quantized to 2 places.
+
+    Raises ValueError for anything that is not a finite number with at most two decimals
+    (rounding points silently would make balances wrong).
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a number of points, got {value!r}")
+    if isinstance(value, float):
+        value = repr(value)  # shortest repr round-trips exactly what the JSON said
+    try:
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, TypeError):
+        raise ValueError(f"expected a number of points, got {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"expected a finite number of points, got {value!r}")
+    if abs(d) >= POINTS_MAX:
+        raise ValueError(f"points {value!r} are out of range")
+    q = d.quantize(POINTS_QUANTUM)
+    if q != d:
+        raise ValueError(f"points {value!r} have more than {POINTS_SCALE} decimal places")
+    return q
+
+
+def utc(dt: datetime) -> datetime:
+    """Aware UTC datetime truncated to milliseconds (what timestamp-millis can hold)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    return dt.replace(microsecond=(dt.microsecond // 1000) * 1000)
+
+
+def member_key(provider: Provider, tenant: str, customer_id: str) -> str:
+    return f"{provider.key}:{tenant}:{customer_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    id: str | None = None
+    name: str | None = None
+    order: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRef:
+    id: str
+    amount_minor: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PointCounters:
+    earned: Decimal | None = None
+    redeemed: Decimal | None = None
+    adjusted: Decimal | None = None
+    expired: Decimal | None = None
+    total: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoyaltyEvent:
+    event_id: str
+    provider: Provider
+    tenant: str
+    provider_event_type: str
+    type: EventType
+    customer_id: str
+    member_key: str
+    occurred_at: datetime
+    received_at: datetime
+    movement_id: str | None = None
+    points_delta: Decimal | None = None
+    balance: Decimal | None = None
+    pending_points: Decimal | None = None
+    tier: Tier | None = None
+    revision: int | None = None
+    order: OrderRef | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    counters: PointCounters | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    entry_id: str
+    member_key: str
+    provider: Provider
+    tenant: str
+    customer_id: str
+    event_id: str
+    origin: EntryOrigin
+    kind: EventType
+    points_delta: Decimal
+    balance_before: Decimal
+    balance_after: Decimal
+    occurred_at: datetime
+    recorded_at: datetime
+    movement_id: str | None = None
+    reported_balance: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberBalance:
+    member_key: str
+    provider: Provider
+    tenant: str
+    customer_id: str
+    balance: Decimal
+    computed_balance: Decimal
+    pending_points: Decimal
+    lifetime_earned: Decimal
+    lifetime_redeemed: Decimal
+    lifetime_expired: Decimal
+    lifetime_adjusted: Decimal
+    updated_at: datetime
+    as_of: datetime
+    last_event_id: str
+    events_applied: int
+    reported_balance: Decimal | None = None
+    drift: Decimal | None = None
+    tier: Tier | None = None
+    source_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTier:
+    member_key: str
+    provider: Provider
+    tenant: str
+    customer_id: str
+    changed_at: datetime
+    event_id: str
+    tier: Tier | None = None
+    previous: Tier | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    delivery_id: str
+    stage: str
+    error_class: str
+    error_message: str
+    raw: bytes
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_at: datetime
+    provider: str | None = None
+    tenant: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+RECORD_TYPES: dict[str, type[Any]] = {
+    "LoyaltyEvent": LoyaltyEvent,
+    "LedgerEntry": LedgerEntry,
+    "MemberBalance": MemberBalance,
+    "MemberTier": MemberTier,
+    "DeadLetter": DeadLetter,
+}
+NESTED_TYPES: dict[str, type[Any]] = {
+    "Tier": Tier,
+    "OrderRef": OrderRef,
+    "PointCounters": PointCounters,
+}
+ENUM_TYPES: dict[str, type[enum.StrEnum]] = {
+    "Provider": Provider,
+    "EventType": EventType,
+    "EntryOrigin": EntryOrigin,
+}
+
+
+def to_dict(record: Any) -> dict[str, Any]:
+    """A record as a plain dict of Avro-ready values (enums as symbols, nested records as dicts)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        out[f.name] = _plain(getattr(record, f.name))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def to_json_obj(record: Any) -> dict[str, Any]:
+    """A record as JSON-friendly values: enums as symbols, ISO-8601 times, points as numbers."""
+    return {k: _jsonable(v) for k, v in to_dict(record).items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

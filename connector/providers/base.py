@@ -1,0 +1,259 @@
+"""The provider protocol every webhook module implements, and helpers they share.
+
+A provider module turns one HTTP delivery (exact body bytes + headers) into zero or more
+canonical `LoyaltyEvent`s, after `verify` checked it came from the platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+from connector.errors import DecodeError, VerificationError
+from connector.models import LoyaltyEvent, Provider, member_key, points, utc
+
+DEFAULT_TENANT = "default"
+
+# Secrets and per-provider options, as plain strings keyed by the lower-case setting name
+# without the provider infix: CONNECTOR_GAMEBALL_SECRET_KEY -> {"secret_key": ...}.
+Secrets = Mapping[str, str]
+
+
+def lower_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
+    """Headers as a dict with lower-case names (HTTP header names are case-insensitive)."""
+    items: Any = headers.items() if hasattr(headers, "items") else headers
+    return {str(k).lower(): str(v) for k, v in items}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What the bridge knew about a delivery besides its bytes."""
+
+    tenant: str | None = None  # from the URL; None = the provider's own scope or "default"
+    received_at: datetime = field(default_factory=lambda: utc(datetime.now(UTC)))
+
+
+class WebhookProvider(Protocol):
+    """One loyalty platform's webhooks: verify on the exact bytes, then decode."""
+
+    key: ClassVar[str]  # "gameball", "open_loyalty", "voucherify", "wix"
+    provider: ClassVar[Provider]
+    # Request headers worth keeping next to the raw body in Kafka (signature, ids, versions).
+    kept_headers: ClassVar[tuple[str, ...]]
+
+    def is_configured(self, secrets: Secrets) -> bool:
+        """True if `secrets` hold enough to verify a delivery."""
+        ...
+
+    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+        """Raise VerificationError unless the delivery is authentic. Constant-time compares."""
+        ...
+
+    def decode(
+        self, body: bytes, headers: Mapping[str, str], context: DecodeContext
+    ) -> list[LoyaltyEvent]:
+        """Canonical events of a delivery; DecodeError if it cannot be understood."""
+        ...
+
+    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """The provider's id of this delivery (used as the raw topic's key), if it has one."""
+        ...
+
+    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+        """Sign a payload as the provider would: (body to send, headers to add), for replay."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by provider modules
+
+
+def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
+    a_b = a.encode() if isinstance(a, str) else a
+    b_b = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(a_b, b_b)
+
+
+def require_header(headers: Mapping[str, str], name: str) -> str:
+    value = lower_headers(headers).get(name.lower())
+    if not value:
+        raise VerificationError(f"missing {name} header")
+    return value
+
+
+def parse_json(body: bytes, what: str = "body") -> Any:
+    """Strict JSON (UTF-8); a DecodeError that says where parsing stopped."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{what} is not UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def expect_object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DecodeError(f"{where} must be a JSON object, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def opt_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    """A string field, or None when absent/null. Numbers are accepted as their text."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DecodeError(f"{where}.{key} must be a string, got a boolean")
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if not isinstance(value, str):
+        raise DecodeError(f"{where}.{key} must be a string, got {_kind(value)}")
+    return value
+
+
+def req_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = opt_str(obj, key, where)
+    if value is None or value == "":
+        raise DecodeError(f"{where}.{key} is missing")
+    return value
+
+
+def opt_points(obj: Mapping[str, Any], key: str, where: str) -> Decimal | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() == "":
+        return None
+    try:
+        return points(value)
+    except ValueError as exc:
+        raise DecodeError(f"{where}.{key}: {exc}") from None
+
+
+def opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise DecodeError(f"{where}.{key} must be an integer, got a boolean")
+    try:
+        d = Decimal(value) if isinstance(value, (str, int, Decimal)) else None
+    except ArithmeticError:
+        d = None
+    if d is None or not d.is_finite() or d != d.to_integral_value():
+        raise DecodeError(f"{where}.{key} must be an integer, got {value!r}")
+    result = int(d)
+    if not -(2**63) <= result < 2**63:
+        raise DecodeError(f"{where}.{key} is out of range")
+    return result
+
+
+def parse_time(value: Any, where: str) -> datetime | None:
+    """ISO-8601 (with Z, offset or none = UTC) or epoch seconds; None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise DecodeError(f"{where} must be a timestamp, got a boolean")
+    if isinstance(value, (int, Decimal)):
+        try:
+            return utc(datetime.fromtimestamp(float(value), tz=UTC))
+        except (OverflowError, OSError, ValueError):
+            raise DecodeError(f"{where} is not a valid epoch timestamp: {value!r}") from None
+    if not isinstance(value, str):
+        raise DecodeError(f"{where} must be a timestamp, got {_kind(value)}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python < 3.11 could not read >6 fractional digits; trim any excess to microseconds.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[i:]}" if digits else head + rest[i:]
+    try:
+        return utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise DecodeError(f"{where} is not an ISO-8601 timestamp: {value!r}") from None
+
+
+def hashed_event_id(provider: Provider, tenant: str, body: bytes, index: int = 0) -> str:
+    """Deterministic id when the provider gives none: same delivery -> same id."""
+    h = hashlib.sha256()
+    h.update(provider.key.encode())
+    h.update(b"\0")
+    h.update(tenant.encode())
+    h.update(b"\0")
+    h.update(body)
+    digest = h.hexdigest()[:32]
+    return f"{provider.key}:{digest}" if index == 0 else f"{provider.key}:{digest}:{index}"
+
+
+def build_event(
+    *,
+    provider: Provider,
+    tenant: str,
+    customer_id: str,
+    event_id: str,
+    provider_event_type: str,
+    type: Any,
+    occurred_at: datetime | None,
+    context: DecodeContext,
+    **fields: Any,
+) -> LoyaltyEvent:
+    """A LoyaltyEvent with the derived fields (member key, times) filled consistently."""
+    attributes = {
+        k: str(v) for k, v in (fields.pop("attributes", None) or {}).items() if v is not None
+    }
+    return LoyaltyEvent(
+        event_id=event_id,
+        provider=provider,
+        tenant=tenant,
+        provider_event_type=provider_event_type,
+        type=type,
+        customer_id=customer_id,
+        member_key=member_key(provider, tenant, customer_id),
+        occurred_at=utc(occurred_at) if occurred_at else context.received_at,
+        received_at=context.received_at,
+        attributes=attributes,
+        **fields,
+    )
+
+
+def resolve_tenant(context: DecodeContext, provider_scope: str | None = None) -> str:
+    """URL tenant, else the provider's own scope (e.g. Wix instanceId), else "default"."""
+    return context.tenant or provider_scope or DEFAULT_TENANT
