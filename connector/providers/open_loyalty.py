@@ -1,0 +1,564 @@
+"""Open Loyalty webhooks (legacy ``{type, data}`` and subscription names) into canonical events.
+
+Authentication, two optional mechanisms:
+
+* legacy static header: a header name/value configured in Open Loyalty (``header_name`` /
+  ``header_value``), compared in constant time;
+* HMAC: ``X-Webhook-Signature`` = hex HMAC-SHA256(``hmac_secret``, message), with
+  ``X-Webhook-Timestamp`` (Unix seconds) and ``X-Webhook-Request-Id`` (UUID per delivery). The
+  signed message is NOT documented, so it is a template (``hmac_template``, default ``{body}``;
+  ``{timestamp}.{body}`` also in use; placeholders ``{body}``, ``{timestamp}``, ``{request_id}``).
+  A timestamp further than ``timestamp_tolerance`` seconds (default 300, ``0`` disables) from now
+  is rejected as a replay. That only protects against replays when ``{timestamp}`` is signed.
+
+Policy when both are configured: the legacy header is required whenever ``header_name`` is set;
+a valid HMAC is required whenever ``hmac_secret`` is set AND the delivery carries
+``X-Webhook-Signature`` (subscriptions without HMAC signing still pass on the header alone); and
+at least one mechanism must have passed (so with only ``hmac_secret`` set, a delivery without
+the signature is rejected).
+
+Quirks: no event id (``X-Webhook-Request-Id`` changes per delivery, so event ids are hashes of the
+body: a retry of the same body gets the same id, and ``X-Webhook-Request-Id`` is the delivery id);
+``amount_change``/``amountChange`` spellings vary by version; points may be floats (``100.0``);
+``transaction.registered`` has no customer id (the customer is linked later by
+``transaction.assigned_to_customer``); the docs' samples are invalid JSON (fixed in fixtures).
+
+Vendor docs (see providers.md §2): legacy webhooks page (seed 001, OSS ``webhooks.rst``),
+https://help.openloyalty.io/main-features/webhooks,
+https://help.openloyalty.io/main-features/webhooks/webhooks-1 (what triggers a webhook),
+https://help.openloyalty.io/main-features/webhooks/hmac,
+https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/webhooks/hmac/verifying-the-signature.
+"""
+
+# Mapping (Open Loyalty type -> canonical LoyaltyEvent). Customer id: data.customerId, else
+# data.customer.customerId / data.customer.id (subscription payloads); none -> DecodeError.
+# occurred_at: top-level createdAt, else data.createdAt, else the per-type time named below,
+# else the receive time.
+#
+# | legacy type / subscription name          | type                 | fields
+# |------------------------------------------|----------------------|---------------------------
+# | customer.registered / CustomerRegistered, | CUSTOMER_REGISTERED  | tier.id=data.data.levelId,
+# |   CustomerWasRegisteredWithoutActivation  |                      | time data.data.createdAt
+# | customer.updated / CustomerUpdated,       | CUSTOMER_UPDATED     |
+# |   CustomerEmailWasChanged,                |                      |
+# |   CustomerPhoneNumberWasChanged           |                      |
+# | customer.deleted                          | CUSTOMER_DELETED     |
+# | customer.deactivated / CustomerDeactivated| CUSTOMER_DEACTIVATED |
+# | customer.level_changed,                   | TIER_CHANGED         | tier=(levelId, levelName),
+# |   customer.level_changed_automatically /  |                      | time levelAchievementDate
+# |   CustomerLevelChanged                    |                      |
+# | transaction.registered /                  | ORDER_RECORDED       | order.id=transactionId,
+# |   TransactionRegistered                   |                      | grossValue (sum of items)
+# |                                           |                      | as text; needs a customer
+# | transaction.assigned_to_customer /        | ORDER_RECORDED       | order.id=transactionId,
+# |   TransactionAssignedToCustomer           |                      | grossValue as text
+# | account.available_points_amount_changed / | POINTS_EARNED (add,  | points_delta=+-amountChange
+# |   AvailablePointsAmountChanged            |   p2p_add) or        | balance=amount,
+# |                                           |   POINTS_REDEEMED    | movement_id=pointsTransferId;
+# |                                           |   (subtract,         | unknown/missing change type
+# |                                           |   p2p_subtract)      | -> BALANCE_SNAPSHOT, no delta
+# | customer.bought_campaign /                | REWARD_REDEEMED      | campaignId, couponCode,
+# |   CustomerBoughtReward                    |                      | costInPoints; no delta
+# | account.expiring_points_notification /    | POINTS_EXPIRING      | points, pointsWillExpire;
+# |   PointsWillExpire                        |                      | no delta
+# | account.points_transfer                   | POINTS_ADJUSTED if   | points_delta=+value (adding,
+# |                                           |   issuer admin, else | p2p_adding) / -value
+# |                                           |   POINTS_EARNED or   | (spending, subtracting,
+# |                                           |   POINTS_REDEEMED    | p2p_spending...),
+# |                                           |                      | movement_id=pointsTransferId;
+# |                                           | POINTS_PENDING       | state pending: no movement_id
+# |                                           | OTHER                | other state or unknown type
+# | anything else                             | OTHER                | verbatim type
+#
+# transaction.registered: Open Loyalty sends customerData without an id, because a transaction
+# is often registered before it is matched to a member. The canonical model needs a customer, so
+# such a delivery is a DecodeError (DLQ, replayable) naming transaction.assigned_to_customer,
+# which carries the same transactionId with the customerId.
+#
+# account.points_transfer and account.available_points_amount_changed about one transfer carry the
+# same pointsTransferId as movement_id and the same signed delta, so the ledger counts it once.
+# A pending transfer must not claim that movement_id: its activation arrives later as
+# available_points_amount_changed with the same pointsTransferId, and is the one that counts.
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import string
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from connector.errors import ConfigError, DecodeError, VerificationError
+from connector.models import EventType, LoyaltyEvent, OrderRef, Provider, Tier
+from connector.providers.base import (
+    DecodeContext,
+    Secrets,
+    build_event,
+    constant_time_equals,
+    expect_object,
+    hashed_event_id,
+    lower_headers,
+    opt_points,
+    opt_str,
+    parse_json,
+    parse_time,
+    req_str,
+    resolve_tenant,
+)
+
+SIGNATURE_HEADER = "x-webhook-signature"
+ALGORITHM_HEADER = "x-webhook-signature-algorithm"
+TIMESTAMP_HEADER = "x-webhook-timestamp"
+REQUEST_ID_HEADER = "x-webhook-request-id"
+SIGNATURE_VERSION_HEADER = "x-webhook-signature-version"
+DEFAULT_TEMPLATE = "{body}"
+DEFAULT_TOLERANCE = "300"
+TEMPLATE_FIELDS = ("body", "timestamp", "request_id")
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+def hmac_signature(
+    secret: str,
+    template: str,
+    body: bytes,
+    timestamp: str | None = None,
+    request_id: str | None = None,
+) -> str:
+    """Hex HMAC-SHA256 of the message `template` describes (placeholders filled byte-exactly)."""
+    message = _message(template, body, {"timestamp": timestamp, "request_id": request_id})
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def _template_fields(template: str) -> set[str]:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ConfigError(f"open_loyalty hmac_template {template!r} is malformed: {exc}") from None
+    unknown = names - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"open_loyalty hmac_template uses unknown placeholder(s) {sorted(unknown)}; "
+            "valid: {body}, {timestamp}, {request_id}"
+        )
+    return names
+
+
+def _message(template: str, body: bytes, values: Mapping[str, str | None]) -> bytes:
+    _template_fields(template)
+    out = bytearray()
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out += literal.encode("utf-8")
+        if name == "body":
+            out += body
+        elif name is not None:
+            value = values.get(name)
+            if value is None:
+                raise VerificationError(
+                    f"missing X-Webhook-{name.replace('_', '-').title()} header"
+                )
+            out += value.encode("utf-8")
+    return bytes(out)
+
+
+class OpenLoyalty:
+    key: ClassVar[str] = "open_loyalty"
+    provider: ClassVar[Provider] = Provider.OPEN_LOYALTY
+    # Never the legacy shared-secret header: its value is a password.
+    kept_headers: ClassVar[tuple[str, ...]] = (
+        SIGNATURE_HEADER,
+        ALGORITHM_HEADER,
+        TIMESTAMP_HEADER,
+        REQUEST_ID_HEADER,
+        SIGNATURE_VERSION_HEADER,
+        "user-agent",
+    )
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+
+    def is_configured(self, secrets: Secrets) -> bool:
+        return _header_configured(secrets) or bool(secrets.get("hmac_secret"))
+
+    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+        if not self.is_configured(secrets):
+            raise VerificationError("open_loyalty has no header_name/header_value or hmac_secret")
+        h = lower_headers(headers)
+        passed = False
+        if _header_configured(secrets):
+            name = secrets["header_name"]
+            given = h.get(name.lower())
+            if not given:
+                raise VerificationError(f"missing {name} header")
+            if not constant_time_equals(given, secrets["header_value"]):
+                raise VerificationError(f"{name} header value is wrong")
+            passed = True
+        hmac_secret = secrets.get("hmac_secret")
+        if hmac_secret and (SIGNATURE_HEADER in h or not passed):
+            self._verify_hmac(body, h, secrets, hmac_secret)
+            passed = True
+        if not passed:  # unreachable today; keeps "at least one passed" explicit
+            raise VerificationError("no verification mechanism passed")
+
+    def _verify_hmac(
+        self, body: bytes, h: Mapping[str, str], secrets: Secrets, secret: str
+    ) -> None:
+        given = h.get(SIGNATURE_HEADER, "").strip().lower()
+        if not given:
+            raise VerificationError("missing X-Webhook-Signature header")
+        given = given.removeprefix("sha256=")
+        algorithm = h.get(ALGORITHM_HEADER, "hmac-sha256").strip().lower()
+        if algorithm != "hmac-sha256":
+            raise VerificationError(f"unsupported X-Webhook-Signature-Algorithm {algorithm[:32]!r}")
+        template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
+        fields = _template_fields(template)
+        timestamp = h.get(TIMESTAMP_HEADER)
+        if "timestamp" in fields or timestamp is not None:
+            self._check_timestamp(timestamp, secrets)
+        expected = hmac_signature(secret, template, body, timestamp, h.get(REQUEST_ID_HEADER))
+        if not constant_time_equals(given, expected):
+            raise VerificationError("X-Webhook-Signature does not match the body")
+
+    def _check_timestamp(self, value: str | None, secrets: Secrets) -> None:
+        if value is None:
+            raise VerificationError("missing X-Webhook-Timestamp header")
+        raw = secrets.get("timestamp_tolerance") or DEFAULT_TOLERANCE
+        try:
+            tolerance = int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"open_loyalty timestamp_tolerance {raw!r} must be whole seconds (0 disables)"
+            ) from None
+        if not _UNIX_SECONDS.fullmatch(value.strip()):
+            raise VerificationError("X-Webhook-Timestamp is not Unix seconds")
+        ts = int(value.strip())
+        if tolerance > 0 and abs(self._clock() - ts) > tolerance:
+            raise VerificationError(
+                f"X-Webhook-Timestamp is more than {tolerance} s from now (replay?)"
+            )
+
+    def decode(
+        self, body: bytes, headers: Mapping[str, str], context: DecodeContext
+    ) -> list[LoyaltyEvent]:
+        obj = expect_object(parse_json(body), "body")
+        return [_Delivery(body, obj, context).decode()]
+
+    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        return lower_headers(headers).get(REQUEST_ID_HEADER) or None
+
+    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+        headers = {"Content-Type": "application/json", "User-Agent": "OpenLoyalty"}
+        if _header_configured(secrets):
+            headers[secrets["header_name"]] = secrets["header_value"]
+        secret = secrets.get("hmac_secret")
+        if secret:
+            timestamp = str(int(self._clock()))
+            request_id = str(uuid.uuid4())
+            template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
+            headers.update(
+                {
+                    "X-Webhook-Signature": hmac_signature(
+                        secret, template, body, timestamp, request_id
+                    ),
+                    "X-Webhook-Signature-Algorithm": "hmac-sha256",
+                    "X-Webhook-Timestamp": timestamp,
+                    "X-Webhook-Request-Id": request_id,
+                }
+            )
+        return body, headers
+
+
+def _header_configured(secrets: Secrets) -> bool:
+    return bool(secrets.get("header_name") and secrets.get("header_value"))
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+_POSITIVE_CHANGES = {"add", "p2p_add"}
+_NEGATIVE_CHANGES = {"subtract", "p2p_subtract"}
+_POSITIVE_TRANSFERS = {"adding", "p2p_adding"}
+_NEGATIVE_TRANSFERS = {"spending", "subtracting", "p2p_spending", "p2p_subtracting"}
+
+
+class _Delivery:
+    def __init__(self, body: bytes, obj: dict[str, Any], context: DecodeContext) -> None:
+        self.body = body
+        self.obj = obj
+        self.context = context
+        self.tenant = resolve_tenant(context)
+        self.type = req_str(obj, "type", "body")
+        if obj.get("data") is None:
+            raise DecodeError(f"data is missing ({self.type} needs a data object)")
+        self.data = expect_object(obj["data"], "data")
+
+    def decode(self) -> LoyaltyEvent:
+        handler = _HANDLERS.get(self.type)
+        if handler is None:
+            return self.event(EventType.OTHER)
+        return handler(self)
+
+    def customer_id(self) -> str:
+        customer_id = opt_str(self.data, "customerId", "data")
+        if not customer_id:
+            nested = self.data.get("customer")
+            if isinstance(nested, dict):
+                customer_id = opt_str(nested, "customerId", "data.customer") or opt_str(
+                    nested, "id", "data.customer"
+                )
+        if not customer_id:
+            raise DecodeError("data.customerId is missing")
+        return customer_id
+
+    def time(self, *fallbacks: tuple[Mapping[str, Any], str, str]) -> Any:
+        candidates = [
+            (self.obj, "createdAt", "createdAt"),
+            (self.data, "createdAt", "data.createdAt"),
+        ]
+        for obj, key, where in [*candidates, *fallbacks]:
+            t = parse_time(obj.get(key), where)
+            if t is not None:
+                return t
+        return None
+
+    def event(
+        self,
+        type: EventType,
+        *,
+        customer_id: str | None = None,
+        occurred_at: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> LoyaltyEvent:
+        attrs = {"storeCode": _text(self.data.get("storeCode"))} | dict(attributes or {})
+        return build_event(
+            provider=Provider.OPEN_LOYALTY,
+            tenant=self.tenant,
+            customer_id=customer_id or self.customer_id(),
+            event_id=hashed_event_id(Provider.OPEN_LOYALTY, self.tenant, self.body),
+            provider_event_type=self.type,
+            type=type,
+            occurred_at=occurred_at or self.time(),
+            context=self.context,
+            attributes=attrs,
+            **fields,
+        )
+
+
+def _text(value: Any) -> str | None:
+    """Scalar JSON values as attribute text (verbatim numbers, e.g. "1.0"); objects/arrays: None."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _attrs(obj: Mapping[str, Any], *keys: str) -> dict[str, str | None]:
+    return {k: _text(obj.get(k)) for k in keys}
+
+
+def _customer_plain(kind: EventType) -> Callable[[_Delivery], LoyaltyEvent]:
+    def handle(d: _Delivery) -> LoyaltyEvent:
+        return d.event(kind)
+
+    return handle
+
+
+def _registered(d: _Delivery) -> LoyaltyEvent:
+    profile = d.data.get("data")
+    profile = profile if isinstance(profile, dict) else d.data
+    level_id = opt_str(profile, "levelId", "data.data")
+    return d.event(
+        EventType.CUSTOMER_REGISTERED,
+        occurred_at=d.time((profile, "createdAt", "data.data.createdAt")),
+        tier=Tier(id=level_id) if level_id else None,
+        attributes=_attrs(
+            profile, "email", "phone", "firstName", "lastName", "loyaltyCardNumber", "levelId"
+        ),
+    )
+
+
+def _level_changed(d: _Delivery) -> LoyaltyEvent:
+    level_id = opt_str(d.data, "levelId", "data")
+    level_name = opt_str(d.data, "levelName", "data")
+    for key in ("tier", "level"):  # subscription payloads may nest the level
+        nested = d.data.get(key)
+        if isinstance(nested, dict):
+            level_id = (
+                level_id
+                or opt_str(nested, "levelId", f"data.{key}")
+                or opt_str(nested, "id", f"data.{key}")
+            )
+            level_name = level_name or opt_str(nested, "name", f"data.{key}")
+    return d.event(
+        EventType.TIER_CHANGED,
+        occurred_at=d.time((d.data, "levelAchievementDate", "data.levelAchievementDate")),
+        tier=Tier(id=level_id, name=level_name) if level_id or level_name else None,
+        attributes=_attrs(d.data, "levelMove", "levelAchievementDate"),
+    )
+
+
+def _transaction_customer_id(d: _Delivery) -> str:
+    try:
+        return d.customer_id()
+    except DecodeError:
+        pass
+    customer_data = d.data.get("customerData")
+    if isinstance(customer_data, dict):
+        for key in ("customerId", "id"):
+            found = opt_str(customer_data, key, "data.customerData")
+            if found:
+                return found
+    raise DecodeError(
+        f"{d.type} carries no customerId (data.customerId / data.customerData.customerId): "
+        "Open Loyalty assigns the customer later with transaction.assigned_to_customer"
+    )
+
+
+def _transaction_registered(d: _Delivery) -> LoyaltyEvent:
+    customer_id = _transaction_customer_id(d)
+    transaction_id = req_str(d.data, "transactionId", "data")
+    tx = d.data.get("transactionData")
+    tx = tx if isinstance(tx, dict) else {}
+    gross = _gross_value(d.data)
+    return d.event(
+        EventType.ORDER_RECORDED,
+        customer_id=customer_id,
+        occurred_at=d.time((tx, "purchaseDate", "data.transactionData.purchaseDate")),
+        order=OrderRef(id=transaction_id),
+        attributes=_attrs(tx, "documentType", "documentNumber", "purchasePlace")
+        | {"grossValue": gross, "posId": _text(d.data.get("posId") or d.data.get("postId"))},
+    )
+
+
+def _gross_value(data: Mapping[str, Any]) -> str | None:
+    """grossValue, else the sum over items (unit undocumented, kept as text, not as money)."""
+    if data.get("grossValue") is not None:
+        return _text(data["grossValue"])
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        return None
+    total = Decimal(0)
+    for item in items:
+        value = item.get("grossValue") if isinstance(item, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            return None
+        total += value
+    return str(total)
+
+
+def _transaction_assigned(d: _Delivery) -> LoyaltyEvent:
+    return d.event(
+        EventType.ORDER_RECORDED,
+        order=OrderRef(id=req_str(d.data, "transactionId", "data")),
+        attributes={"grossValue": _gross_value(d.data)},
+    )
+
+
+def _amount_changed(d: _Delivery) -> LoyaltyEvent:
+    # Legacy docs spell these camelCase; OSS 3.x sends snake_case.
+    change_key = "amountChange" if d.data.get("amountChange") is not None else "amount_change"
+    change = opt_points(d.data, change_key, "data")
+    change_type = _text(d.data.get("amountChangeType", d.data.get("amount_change_type")))
+    balance = opt_points(d.data, "amount", "data")
+    attributes = _attrs(d.data, "transactionId", "expiresAt") | {"amountChangeType": change_type}
+    movement_id = opt_str(d.data, "pointsTransferId", "data")
+    kind = (change_type or "").lower()
+    if change is None or kind not in _POSITIVE_CHANGES | _NEGATIVE_CHANGES:
+        # Direction unknown: keep the reported balance, claim no movement.
+        return d.event(EventType.BALANCE_SNAPSHOT, balance=balance, attributes=attributes)
+    positive = kind in _POSITIVE_CHANGES
+    return d.event(
+        EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED,
+        points_delta=abs(change) if positive else -abs(change),
+        balance=balance,
+        movement_id=movement_id,
+        attributes=attributes,
+    )
+
+
+def _bought_campaign(d: _Delivery) -> LoyaltyEvent:
+    # No points_delta: the spend arrives separately as account.available_points_amount_changed
+    # (subtract); counting costInPoints here too would deduct the reward twice.
+    return d.event(
+        EventType.REWARD_REDEEMED,
+        attributes=_attrs(d.data, "campaignId", "rewardId", "couponCode", "costInPoints"),
+    )
+
+
+def _expiring(d: _Delivery) -> LoyaltyEvent:
+    # A warning about a future expiry: no delta (the expiry itself changes available points).
+    return d.event(
+        EventType.POINTS_EXPIRING,
+        attributes=_attrs(d.data, "points", "pointsWillExpire", "customerEmail"),
+    )
+
+
+def _points_transfer(d: _Delivery) -> LoyaltyEvent:
+    transfer_type = (_text(d.data.get("type")) or "").lower()
+    state = (_text(d.data.get("state")) or "active").lower()
+    issuer = (_text(d.data.get("issuer")) or "").lower()
+    attributes = _attrs(
+        d.data, "type", "state", "issuer", "pointsTransferId", "accountId", "expiresAt"
+    )
+    value = opt_points(d.data, "value", "data")
+    occurred_at = d.time()
+    known = transfer_type in _POSITIVE_TRANSFERS | _NEGATIVE_TRANSFERS
+    if value is None or not known or state not in ("active", "pending"):
+        # The balance effect of unknown or canceled/expired transfers arrives as
+        # account.available_points_amount_changed; no guessing of a sign here.
+        return d.event(EventType.OTHER, occurred_at=occurred_at, attributes=attributes)
+    positive = transfer_type in _POSITIVE_TRANSFERS
+    delta = abs(value) if positive else -abs(value)
+    if state == "pending":
+        return d.event(
+            EventType.POINTS_PENDING,
+            points_delta=delta,
+            occurred_at=occurred_at,
+            attributes=attributes,
+        )
+    if issuer == "admin":
+        kind = EventType.POINTS_ADJUSTED
+    else:
+        kind = EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED
+    return d.event(
+        kind,
+        points_delta=delta,
+        movement_id=opt_str(d.data, "pointsTransferId", "data"),
+        occurred_at=occurred_at,
+        attributes=attributes,
+    )
+
+
+_HANDLERS: dict[str, Callable[[_Delivery], LoyaltyEvent]] = {
+    "customer.registered": _registered,
+    "CustomerRegistered": _registered,
+    "CustomerWasRegisteredWithoutActivation": _registered,
+    "customer.updated": _customer_plain(EventType.CUSTOMER_UPDATED),
+    "CustomerUpdated": _customer_plain(EventType.CUSTOMER_UPDATED),
+    "CustomerEmailWasChanged": _customer_plain(EventType.CUSTOMER_UPDATED),
+    "CustomerPhoneNumberWasChanged": _customer_plain(EventType.CUSTOMER_UPDATED),
+    "customer.deleted": _customer_plain(EventType.CUSTOMER_DELETED),
+    "customer.deactivated": _customer_plain(EventType.CUSTOMER_DEACTIVATED),
+    "CustomerDeactivated": _customer_plain(EventType.CUSTOMER_DEACTIVATED),
+    "customer.level_changed": _level_changed,
+    "customer.level_changed_automatically": _level_changed,
+    "CustomerLevelChanged": _level_changed,
+    "transaction.registered": _transaction_registered,
+    "TransactionRegistered": _transaction_registered,
+    "transaction.assigned_to_customer": _transaction_assigned,
+    "TransactionAssignedToCustomer": _transaction_assigned,
+    "account.available_points_amount_changed": _amount_changed,
+    "AvailablePointsAmountChanged": _amount_changed,
+    "customer.bought_campaign": _bought_campaign,
+    "CustomerBoughtReward": _bought_campaign,
+    "account.expiring_points_notification": _expiring,
+    "PointsWillExpire": _expiring,
+    "account.points_transfer": _points_transfer,
+}
+
+__all__ = ["OpenLoyalty", "hmac_signature"]
