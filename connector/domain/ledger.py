@@ -1,0 +1,681 @@
+"""The member ledger: a canonical `LoyaltyEvent` + member state → new state + ledger entries.
+
+Pure and deterministic (the caller passes `now`), so the Faust `ledger` agent only moves data in
+and out, and every rule about dedupe, ordering and derived movements is tested here without Kafka.
+
+Guarantees, per member, for events whose ids are still in the bounded dedupe memory:
+
+* redelivering an event changes nothing (event-id dedupe), and two webhooks about one points
+  movement count it once (movement-id dedupe);
+* deltas commute, and absolute values (reported balance, snapshot pending points, tier) are kept
+  only from the newest event by a total order, so the final user-visible state does not depend on
+  arrival order.
+
+The order-independence holds for one provider's stream shape: either deltas (Open Loyalty,
+Voucherify) or balance-only snapshots (Gameball, Wix). A member whose stream mixes both for the
+same movements cannot be reconciled by any arrival-order-free rule (a snapshot seen before a
+delta already contains it); no provider does that today. Also, with snapshots that carry no
+counters (Gameball), a skipped stale snapshot loses the classification of what happened between
+the two snapshots around it: balances stay exact, but lifetime earned/redeemed may then differ by
+arrival order (their difference still equals the computed balance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from connector.models import (
+    ZERO,
+    EntryOrigin,
+    EventType,
+    LedgerEntry,
+    LoyaltyEvent,
+    MemberBalance,
+    MemberTier,
+    PointCounters,
+    Provider,
+    Tier,
+    utc,
+)
+
+DEFAULT_MEMORY = 1000
+STATE_VERSION = 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+# Kinds whose ledger entry's points_delta is a change of *pending* points, not of the balance
+# (their balance_before == balance_after). Sum the other entries to get the computed balance.
+PENDING_KINDS = frozenset({EventType.POINTS_PENDING, EventType.POINTS_CANCELED})
+
+# Event types whose points_delta is information, not a movement: POINTS_EXPIRING announces a
+# future expiry (the real one arrives as POINTS_EXPIRED), and a NOTIFICATION is a human-readable
+# message about a movement reported elsewhere. Booking them would count points twice.
+INFORMATIONAL_TYPES = frozenset({EventType.POINTS_EXPIRING, EventType.NOTIFICATION})
+
+RESIDUAL_SUFFIX = "residual"
+
+
+# ---------------------------------------------------------------------------------------------
+# ordering
+
+
+class OrderKey(NamedTuple):
+    """Where an event sits in a member's history, for "apply only if newer" decisions."""
+
+    revision: int | None
+    occurred_ms: int
+    event_id: str
+
+
+def to_ms(dt: datetime) -> int:
+    """Epoch milliseconds of a datetime (naive = UTC), exact (no float rounding)."""
+    return (utc(dt) - _EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def order_key(event: LoyaltyEvent) -> OrderKey:
+    return OrderKey(event.revision, to_ms(event.occurred_at), event.event_id)
+
+
+def is_newer(key: OrderKey, mark: OrderKey | None) -> bool:
+    """True if an event at `key` supersedes the absolute value last applied at `mark`.
+
+    A provider revision (Wix `account.revision`, +1 per update) is more trustworthy than clocks,
+    so it decides when both sides have one; otherwise the provider's occurred-at time decides.
+    Ties are broken by event id: arbitrary, but the same whatever order events arrive in, which
+    is what makes the final state independent of delivery order. This is a total order as long
+    as a member's events either all carry a revision or all lack one (true per provider); the
+    same key (a redelivery the dedupe memory forgot) is never newer, so it cannot re-apply.
+    """
+    if mark is None:
+        return True
+    if key.revision is not None and mark.revision is not None:
+        return (key.revision, key.occurred_ms, key.event_id) > (
+            mark.revision,
+            mark.occurred_ms,
+            mark.event_id,
+        )
+    return (key.occurred_ms, key.event_id) > (mark.occurred_ms, mark.event_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# dedupe memory
+
+
+def remember(ids: tuple[str, ...], new_id: str, memory: int) -> tuple[str, ...]:
+    """`ids` with `new_id` appended (newest last), oldest evicted beyond `memory` entries.
+
+    Bounded so a member record stays small; an event redelivered after `memory` newer ones
+    would count again, which is far beyond any provider's retry horizon (Wix: ~2 days, 13 tries).
+    """
+    if new_id in ids:
+        kept = tuple(i for i in ids if i != new_id) + (new_id,)
+    else:
+        kept = ids + (new_id,)
+    return kept[-memory:] if len(kept) > memory else kept
+
+
+def movement_key(kind: EventType, movement_id: str) -> str:
+    """The dedupe key of one phase of a points movement.
+
+    A pending movement and its later activation or cancelation are different phases of the same
+    provider movement (e.g. one Open Loyalty `pointsTransferId`); deduping them against each other
+    would lose the activation. The balance phase keeps the bare movement id.
+    """
+    if kind is EventType.POINTS_PENDING:
+        return f"{movement_id}#pending"
+    if kind is EventType.POINTS_CANCELED:
+        return f"{movement_id}#canceled"
+    return movement_id
+
+
+# ---------------------------------------------------------------------------------------------
+# state
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """Everything the ledger knows about one member: one Faust table record.
+
+    Balances, counters, tier, ordering marks and dedupe memory live together so that an event's
+    effect and its dedupe mark are persisted by a single changelog write.
+    """
+
+    member_key: str
+    provider: Provider
+    tenant: str
+    customer_id: str
+    updated_at: datetime  # newest occurred_at applied
+    as_of: datetime  # processing time of the last change
+    last_event_id: str
+    computed_balance: Decimal = ZERO  # from deltas, reported and derived
+    reported_balance: Decimal | None = None  # newest provider-reported available balance
+    pending_points: Decimal = ZERO
+    lifetime_earned: Decimal = ZERO
+    lifetime_redeemed: Decimal = ZERO  # positive magnitude
+    lifetime_expired: Decimal = ZERO  # positive magnitude
+    lifetime_adjusted: Decimal = ZERO  # signed
+    tier: Tier | None = None
+    balance_mark: OrderKey | None = None
+    tier_mark: OrderKey | None = None
+    last_counters: PointCounters | None = None
+    events_applied: int = 0
+    source_offset: int | None = None
+    recent_event_ids: tuple[str, ...] = ()
+    recent_movement_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def new(cls, event: LoyaltyEvent, now: datetime) -> MemberState:
+        """The state of a member never seen before (nothing applied yet)."""
+        return cls(
+            member_key=event.member_key,
+            provider=event.provider,
+            tenant=event.tenant,
+            customer_id=event.customer_id,
+            updated_at=utc(event.occurred_at),
+            as_of=utc(now),
+            last_event_id="",
+        )
+
+    @property
+    def balance(self) -> Decimal:
+        """What users see as the balance: the provider's word when we have it."""
+        return self.reported_balance if self.reported_balance is not None else self.computed_balance
+
+    @property
+    def drift(self) -> Decimal | None:
+        """Reported minus computed: non-zero means we missed (or the provider hid) a movement."""
+        if self.reported_balance is None:
+            return None
+        return self.reported_balance - self.computed_balance
+
+    def visible(self) -> tuple[Any, ...]:
+        """The values a `MemberBalance` reader would notice changing (not the freshness fields)."""
+        return (
+            self.balance,
+            self.computed_balance,
+            self.reported_balance,
+            self.pending_points,
+            self.lifetime_earned,
+            self.lifetime_redeemed,
+            self.lifetime_expired,
+            self.lifetime_adjusted,
+            self.tier,
+        )
+
+    def to_balance(self) -> MemberBalance:
+        return MemberBalance(
+            member_key=self.member_key,
+            provider=self.provider,
+            tenant=self.tenant,
+            customer_id=self.customer_id,
+            balance=self.balance,
+            computed_balance=self.computed_balance,
+            pending_points=self.pending_points,
+            lifetime_earned=self.lifetime_earned,
+            lifetime_redeemed=self.lifetime_redeemed,
+            lifetime_expired=self.lifetime_expired,
+            lifetime_adjusted=self.lifetime_adjusted,
+            updated_at=self.updated_at,
+            as_of=self.as_of,
+            last_event_id=self.last_event_id,
+            events_applied=self.events_applied,
+            reported_balance=self.reported_balance,
+            drift=self.drift,
+            tier=self.tier,
+            source_offset=self.source_offset,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe dict for the table: Decimals as strings, datetimes as epoch-ms ints."""
+        return {
+            "v": STATE_VERSION,
+            "member_key": self.member_key,
+            "provider": self.provider.value,
+            "tenant": self.tenant,
+            "customer_id": self.customer_id,
+            "computed_balance": str(self.computed_balance),
+            "reported_balance": _dec_out(self.reported_balance),
+            "pending_points": str(self.pending_points),
+            "lifetime_earned": str(self.lifetime_earned),
+            "lifetime_redeemed": str(self.lifetime_redeemed),
+            "lifetime_expired": str(self.lifetime_expired),
+            "lifetime_adjusted": str(self.lifetime_adjusted),
+            "tier": _tier_out(self.tier),
+            "balance_mark": _mark_out(self.balance_mark),
+            "tier_mark": _mark_out(self.tier_mark),
+            "last_counters": _counters_out(self.last_counters),
+            "updated_at": to_ms(self.updated_at),
+            "as_of": to_ms(self.as_of),
+            "last_event_id": self.last_event_id,
+            "events_applied": self.events_applied,
+            "source_offset": self.source_offset,
+            "recent_event_ids": list(self.recent_event_ids),
+            "recent_movement_ids": list(self.recent_movement_ids),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> MemberState:
+        """Inverse of `to_json`; optional keys may be missing (records written by older code)."""
+        return cls(
+            member_key=d["member_key"],
+            provider=Provider(d["provider"]),
+            tenant=d["tenant"],
+            customer_id=d["customer_id"],
+            computed_balance=Decimal(d.get("computed_balance", "0.00")),
+            reported_balance=_dec_in(d.get("reported_balance")),
+            pending_points=Decimal(d.get("pending_points", "0.00")),
+            lifetime_earned=Decimal(d.get("lifetime_earned", "0.00")),
+            lifetime_redeemed=Decimal(d.get("lifetime_redeemed", "0.00")),
+            lifetime_expired=Decimal(d.get("lifetime_expired", "0.00")),
+            lifetime_adjusted=Decimal(d.get("lifetime_adjusted", "0.00")),
+            tier=_tier_in(d.get("tier")),
+            balance_mark=_mark_in(d.get("balance_mark")),
+            tier_mark=_mark_in(d.get("tier_mark")),
+            last_counters=_counters_in(d.get("last_counters")),
+            updated_at=from_ms(int(d["updated_at"])),
+            as_of=from_ms(int(d["as_of"])),
+            last_event_id=d.get("last_event_id", ""),
+            events_applied=int(d.get("events_applied", 0)),
+            source_offset=d.get("source_offset"),
+            recent_event_ids=tuple(d.get("recent_event_ids", ())),
+            recent_movement_ids=tuple(d.get("recent_movement_ids", ())),
+        )
+
+
+def _dec_out(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def _dec_in(v: Any) -> Decimal | None:
+    return None if v is None else Decimal(str(v))
+
+
+def _tier_out(t: Tier | None) -> dict[str, Any] | None:
+    return None if t is None else {"id": t.id, "name": t.name, "order": t.order}
+
+
+def _tier_in(d: Mapping[str, Any] | None) -> Tier | None:
+    return None if d is None else Tier(id=d.get("id"), name=d.get("name"), order=d.get("order"))
+
+
+def _mark_out(m: OrderKey | None) -> list[Any] | None:
+    return None if m is None else [m.revision, m.occurred_ms, m.event_id]
+
+
+def _mark_in(v: Iterable[Any] | None) -> OrderKey | None:
+    if v is None:
+        return None
+    revision, occurred_ms, event_id = v
+    return OrderKey(None if revision is None else int(revision), int(occurred_ms), str(event_id))
+
+
+_COUNTER_FIELDS = ("earned", "redeemed", "adjusted", "expired", "total")
+
+
+def _counters_out(c: PointCounters | None) -> dict[str, str | None] | None:
+    return None if c is None else {f: _dec_out(getattr(c, f)) for f in _COUNTER_FIELDS}
+
+
+def _counters_in(d: Mapping[str, Any] | None) -> PointCounters | None:
+    if d is None:
+        return None
+    return PointCounters(**{f: _dec_in(d.get(f)) for f in _COUNTER_FIELDS})
+
+
+# ---------------------------------------------------------------------------------------------
+# movements
+
+
+class Movement(NamedTuple):
+    """One points movement to book: its kind and its effect on the balance and pending points."""
+
+    kind: EventType
+    balance_delta: Decimal
+    pending_delta: Decimal = ZERO
+
+
+def classify_delta(event_type: EventType, delta: Decimal) -> Movement | None:
+    """What a reported `points_delta` does, by event type; None if it moves nothing.
+
+    The event type is the decoder's statement of meaning, so it fixes the sign: an earn always
+    adds, a redemption or expiry always removes (some providers send magnitudes, e.g. Open
+    Loyalty `amountChange` + `amountChangeType: subtract`; a forgotten negation must not turn a
+    redemption into a gain). A reversal must therefore be decoded as POINTS_ADJUSTED, which keeps
+    its sign. This also keeps lifetime earned/redeemed/expired monotonic.
+
+    Pending points are not spendable: POINTS_PENDING changes only pending (signed as sent);
+    POINTS_ACTIVATED moves |d| from pending into the balance (it counts as earned, once: the
+    pending phase did not); POINTS_CANCELED removes |d| from pending. Pending may go below zero
+    while an activation or cancelation overtakes its pending event: clamping would make the
+    result depend on arrival order.
+
+    Any other type that carries a delta is booked as an adjustment, except the informational
+    ones (POINTS_EXPIRING, NOTIFICATION) which never move points. A zero delta moves nothing.
+    """
+    if event_type in INFORMATIONAL_TYPES or delta == 0:
+        return None
+    magnitude = abs(delta)
+    match event_type:
+        case EventType.POINTS_EARNED:
+            return Movement(EventType.POINTS_EARNED, magnitude)
+        case EventType.POINTS_REDEEMED:
+            return Movement(EventType.POINTS_REDEEMED, -magnitude)
+        case EventType.POINTS_EXPIRED:
+            return Movement(EventType.POINTS_EXPIRED, -magnitude)
+        case EventType.POINTS_PENDING:
+            return Movement(EventType.POINTS_PENDING, ZERO, delta)
+        case EventType.POINTS_ACTIVATED:
+            return Movement(EventType.POINTS_ACTIVATED, magnitude, -magnitude)
+        case EventType.POINTS_CANCELED:
+            return Movement(EventType.POINTS_CANCELED, ZERO, -magnitude)
+        case _:
+            return Movement(EventType.POINTS_ADJUSTED, delta)
+
+
+def derive_movements(
+    before: Decimal,
+    after: Decimal,
+    previous: PointCounters | None,
+    current: PointCounters | None,
+) -> tuple[list[tuple[Movement, bool]], PointCounters | None]:
+    """Movements explaining a snapshot's balance change `before → after`, and counters to keep.
+
+    Returns `([(movement, is_residual), ...], counters)`; the movements always sum to
+    `after - before`, so the computed balance follows the snapshots exactly.
+
+    With cumulative counters on both sides (Wix `points.earned/redeemed/expired/adjusted`), the
+    counter that moved says what happened: earned up → earned, redeemed up → redeemed, expired up
+    → expired, adjusted changed → adjusted (signed). Whatever the counters do not explain (a
+    counter going down, a refund, rounding on the provider's side) becomes a separate residual
+    adjustment, so it is visible rather than silently folded into another kind. Because counters
+    are cumulative, the classification telescopes: skipping a stale snapshot in between yields the
+    same lifetime totals. A counter missing from `current` is taken as unchanged.
+
+    Without counters on both sides (Gameball profiles), only the sign is known: a rise is earned,
+    a fall is redeemed.
+    """
+    change = after - before
+    if current is None or previous is None:
+        kept = None if current is None else _merge_counters(current, None)
+        if change > 0:
+            return [(Movement(EventType.POINTS_EARNED, change), False)], kept
+        if change < 0:
+            return [(Movement(EventType.POINTS_REDEEMED, change), False)], kept
+        return [], kept
+
+    merged = _merge_counters(current, previous)
+    prev = _merge_counters(previous, None)
+    moves: list[tuple[Movement, bool]] = []
+    earned = _c(merged.earned) - _c(prev.earned)
+    redeemed = _c(merged.redeemed) - _c(prev.redeemed)
+    expired = _c(merged.expired) - _c(prev.expired)
+    adjusted = _c(merged.adjusted) - _c(prev.adjusted)
+    if earned > 0:
+        moves.append((Movement(EventType.POINTS_EARNED, earned), False))
+    if redeemed > 0:
+        moves.append((Movement(EventType.POINTS_REDEEMED, -redeemed), False))
+    if expired > 0:
+        moves.append((Movement(EventType.POINTS_EXPIRED, -expired), False))
+    if adjusted != 0:
+        moves.append((Movement(EventType.POINTS_ADJUSTED, adjusted), False))
+    residual = change - sum((m.balance_delta for m, _ in moves), ZERO)
+    if residual != 0:
+        moves.append((Movement(EventType.POINTS_ADJUSTED, residual), True))
+    return moves, merged
+
+
+def _c(v: Decimal | None) -> Decimal:
+    return ZERO if v is None else v
+
+
+def _merge_counters(current: PointCounters, previous: PointCounters | None) -> PointCounters:
+    """`current` with missing counters taken from `previous` (zero for earned..expired)."""
+
+    def pick(name: str) -> Decimal | None:
+        v = getattr(current, name)
+        if v is None and previous is not None:
+            v = getattr(previous, name)
+        if v is None and name != "total":
+            v = ZERO
+        return v
+
+    return PointCounters(**{f: pick(f) for f in _COUNTER_FIELDS})
+
+
+def book(state: MemberState, movement: Movement) -> MemberState:
+    """`state` after one movement: balance, pending and the lifetime counter of its kind.
+
+    Activations count as earned (the points became spendable now); redeemed and expired are kept
+    as positive magnitudes; adjusted is signed.
+    """
+    b = movement.balance_delta
+    kind = movement.kind
+    return replace(
+        state,
+        computed_balance=state.computed_balance + b,
+        pending_points=state.pending_points + movement.pending_delta,
+        lifetime_earned=state.lifetime_earned
+        + (b if kind in (EventType.POINTS_EARNED, EventType.POINTS_ACTIVATED) else ZERO),
+        lifetime_redeemed=state.lifetime_redeemed
+        - (b if kind is EventType.POINTS_REDEEMED else ZERO),
+        lifetime_expired=state.lifetime_expired - (b if kind is EventType.POINTS_EXPIRED else ZERO),
+        lifetime_adjusted=state.lifetime_adjusted
+        + (b if kind is EventType.POINTS_ADJUSTED else ZERO),
+    )
+
+
+def _entry(
+    before: MemberState,
+    after: MemberState,
+    event: LoyaltyEvent,
+    movement: Movement,
+    origin: EntryOrigin,
+    entry_id: str,
+    now: datetime,
+) -> LedgerEntry:
+    # For pending-only kinds the entry's delta is the pending change; the balance does not move.
+    delta = movement.pending_delta if movement.kind in PENDING_KINDS else movement.balance_delta
+    return LedgerEntry(
+        entry_id=entry_id,
+        member_key=before.member_key,
+        provider=before.provider,
+        tenant=before.tenant,
+        customer_id=before.customer_id,
+        event_id=event.event_id,
+        origin=origin,
+        kind=movement.kind,
+        points_delta=delta,
+        balance_before=before.computed_balance,
+        balance_after=after.computed_balance,
+        occurred_at=event.occurred_at,
+        recorded_at=now,
+        movement_id=event.movement_id,
+        reported_balance=event.balance,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the rules, one per function
+
+
+def apply_reported_delta(
+    state: MemberState, event: LoyaltyEvent, now: datetime, memory: int
+) -> tuple[MemberState, list[LedgerEntry]]:
+    """Book the event's `points_delta`, unless its movement was already counted.
+
+    Providers send several webhooks about one movement (Open Loyalty `account.points_transfer` and
+    `account.available_points_amount_changed` share a `pointsTransferId`; Voucherify sends project
+    and distribution webhooks for one transaction): the movement id makes the second a no-op for
+    the balance. The movement id is remembered only once a delta is actually booked, so an event
+    that merely mentions a movement cannot suppress the one that carries it.
+    """
+    if event.points_delta is None:
+        return state, []
+    movement = classify_delta(event.type, event.points_delta)
+    if movement is None:
+        return state, []
+    if event.movement_id is not None:
+        key = movement_key(movement.kind, event.movement_id)
+        if key in state.recent_movement_ids:
+            return state, []
+        state = replace(state, recent_movement_ids=remember(state.recent_movement_ids, key, memory))
+    after = book(state, movement)
+    entry_id = f"{event.event_id}:{movement.kind.value}"
+    return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+
+
+def is_derivable_snapshot(event: LoyaltyEvent) -> bool:
+    """A balance-only snapshot (Gameball profile, Wix account): its movement must be derived."""
+    return (
+        event.type is EventType.BALANCE_SNAPSHOT
+        and event.points_delta is None
+        and event.balance is not None
+    )
+
+
+def apply_reported_balance(
+    state: MemberState, event: LoyaltyEvent, now: datetime
+) -> tuple[MemberState, list[LedgerEntry]]:
+    """Take the provider's balance after the event, if this is the newest we have seen.
+
+    Snapshots are absolute, so an older one arriving late must not move the balance backwards:
+    only an event newer than `balance_mark` (see `is_newer`) replaces the reported balance. For a
+    balance-only snapshot the movement since the previous applied snapshot (zero before the first)
+    is derived and booked as DERIVED entries, and its pending points replace ours. A stale
+    snapshot derives nothing: the newer one already accounted for everything up to its time.
+    """
+    if event.balance is None:
+        return state, []
+    key = order_key(event)
+    if not is_newer(key, state.balance_mark):
+        return state, []
+    entries: list[LedgerEntry] = []
+    if is_derivable_snapshot(event):
+        first = state.balance_mark is None
+        before_balance = ZERO if first else (state.reported_balance or ZERO)
+        previous = PointCounters() if first else state.last_counters
+        moves, counters = derive_movements(before_balance, event.balance, previous, event.counters)
+        for movement, residual in moves:
+            entry_id = f"{event.event_id}:{movement.kind.value}"
+            if residual:
+                entry_id = f"{entry_id}:{RESIDUAL_SUFFIX}"
+            after = book(state, movement)
+            entries.append(
+                _entry(state, after, event, movement, EntryOrigin.DERIVED, entry_id, now)
+            )
+            state = after
+        state = replace(state, last_counters=counters)
+    if event.type is EventType.BALANCE_SNAPSHOT and event.pending_points is not None:
+        state = replace(state, pending_points=event.pending_points)
+    state = replace(state, reported_balance=event.balance, balance_mark=key)
+    return state, entries
+
+
+def apply_tier(state: MemberState, event: LoyaltyEvent) -> tuple[MemberState, MemberTier | None]:
+    """Take the event's tier if it is the newest tier information; report a change.
+
+    Any event carrying a tier states the member's tier at that time (Wix and Gameball put it in
+    account/profile snapshots, Voucherify on transactions); a TIER_CHANGED event without a tier
+    means the member left its tier. The mark advances on every newer tier statement, even an
+    unchanged one, otherwise an older different tier arriving later could win.
+    """
+    if event.tier is None and event.type is not EventType.TIER_CHANGED:
+        return state, None
+    key = order_key(event)
+    if not is_newer(key, state.tier_mark):
+        return state, None
+    previous = state.tier
+    state = replace(state, tier=event.tier, tier_mark=key)
+    if event.tier == previous:
+        return state, None
+    return state, MemberTier(
+        member_key=state.member_key,
+        provider=state.provider,
+        tenant=state.tenant,
+        customer_id=state.customer_id,
+        changed_at=event.occurred_at,
+        event_id=event.event_id,
+        tier=event.tier,
+        previous=previous,
+    )
+
+
+def stamp(
+    state: MemberState, event: LoyaltyEvent, now: datetime, offset: int | None, memory: int
+) -> MemberState:
+    """Freshness and dedupe bookkeeping every applied event gets, whatever it changed."""
+    return replace(
+        state,
+        events_applied=state.events_applied + 1,
+        last_event_id=event.event_id,
+        updated_at=max(state.updated_at, utc(event.occurred_at)),
+        as_of=now,
+        source_offset=offset,
+        recent_event_ids=remember(state.recent_event_ids, event.event_id, memory),
+        # a smaller `memory` than before trims the movement memory too
+        recent_movement_ids=state.recent_movement_ids[-memory:],
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one event produced."""
+
+    state: MemberState
+    entries: list[LedgerEntry] = field(default_factory=list)
+    tier_change: MemberTier | None = None
+    balance_changed: bool = False  # a MemberBalance reader would see a different value
+    duplicate: bool = False  # already applied: nothing happened
+
+
+def apply(
+    state: MemberState | None,
+    event: LoyaltyEvent,
+    *,
+    now: datetime,
+    offset: int | None = None,
+    memory: int = DEFAULT_MEMORY,
+) -> Outcome:
+    """Apply one canonical event to a member's state (None for a member never seen).
+
+    Never mutates `state`. `now` is the processing time (recorded on entries and `as_of`),
+    `offset` the source record's offset, `memory` how many recent event and movement ids to keep.
+    A member's first event always reports `balance_changed`, so the member appears in the
+    balances table even when it has no points yet.
+    """
+    if memory < 1:
+        raise ValueError(f"memory must be at least 1 recent id, got {memory}")
+    now = utc(now)
+    if state is None:
+        current = MemberState.new(event, now)
+        is_new = True
+    else:
+        if state.member_key != event.member_key:
+            raise ValueError(
+                f"event {event.event_id} is for member {event.member_key!r}, "
+                f"not {state.member_key!r}: events must be routed by member key"
+            )
+        if event.event_id in state.recent_event_ids:
+            return Outcome(state=state, duplicate=True)
+        current = state
+        is_new = False
+
+    after, entries = apply_reported_delta(current, event, now, memory)
+    after, derived = apply_reported_balance(after, event, now)
+    after, tier_change = apply_tier(after, event)
+    after = stamp(after, event, now, offset, memory)
+    return Outcome(
+        state=after,
+        entries=entries + derived,
+        tier_change=tier_change,
+        balance_changed=is_new or after.visible() != current.visible(),
+    )
