@@ -1,0 +1,332 @@
+"""aiohttp application: `POST /webhooks/{provider}[/{tenant}]` plus health, metrics and OpenAPI.
+
+A delivery is answered 200 only after Kafka acknowledged the raw record (acks=all); broker
+trouble or a slow ack past the deadline is a 503 with Retry-After so the provider retries.
+Bodies are capped while they are read; signatures are checked on the exact bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from connector.bridge.openapi import openapi_spec
+from connector.bridge.producer import RawProducer
+from connector.errors import VerificationError
+from connector.providers import PROVIDERS
+from connector.settings import TENANT_RE, Settings
+
+log = logging.getLogger("connector.bridge")
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+PRODUCER_KEY = web.AppKey("producer", RawProducer)
+METRICS_KEY = web.AppKey("metrics", object)
+
+RETRY_AFTER_S = "5"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "bridge_requests_total",
+            "Webhook requests by outcome",
+            ["provider", "tenant", "status"],
+            registry=r,
+        )
+        self.verification_failures = Counter(
+            "bridge_verification_failures_total",
+            "Deliveries refused by signature checks",
+            ["provider"],
+            registry=r,
+        )
+        self.produce_latency = Histogram(
+            "bridge_produce_seconds",
+            "Time from request to Kafka ack",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.bytes = Counter(
+            "bridge_accepted_bytes_total", "Body bytes written to Kafka", ["provider"], registry=r
+        )
+        self.in_flight = Gauge("bridge_in_flight", "Webhooks being handled", registry=r)
+        self.pending_sends = Gauge(
+            "bridge_pending_sends", "Kafka writes not yet acknowledged", registry=r
+        )
+
+
+def _json_error(
+    status: int, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": message, "request_id": request_id}, status=status, headers=headers
+    )
+
+
+class WebhookHandler:
+    def __init__(self, settings: Settings, producer: RawProducer, metrics: Metrics) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.metrics = metrics
+        self.topic = settings.topics.raw
+        self.in_flight = 0
+        self.pending: set[asyncio.Task[None]] = set()
+        self.timeout = settings.ack_timeout_ms / 1000
+        for key, cfg in settings.providers.items():
+            if cfg.unverified:
+                log.warning(
+                    "%s deliveries are accepted WITHOUT verification "
+                    "(CONNECTOR_%s_UNVERIFIED=true): development only",
+                    key,
+                    key.upper(),
+                )
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if self.in_flight >= self.settings.max_in_flight:
+            return self._count(
+                request,
+                _json_error(
+                    429, "too many concurrent webhooks; retry later", "-", {"Retry-After": "1"}
+                ),
+            )
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            response = await self._handle(request)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+        return self._count(request, response)
+
+    def _count(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        provider = request.match_info.get("provider", "")
+        if provider not in PROVIDERS:
+            provider = "unknown"
+        tenant = request.get("tenant_label", "-")
+        self.metrics.requests.labels(provider, tenant, str(response.status)).inc()
+        return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        key = request.match_info["provider"]
+        tenant = request.match_info.get("tenant")
+        provider = PROVIDERS.get(key)
+        if provider is None:
+            return _json_error(
+                404, f"unknown provider {key!r}; valid: {', '.join(sorted(PROVIDERS))}", request_id
+            )
+        cfg = self.settings.provider(key)
+        if tenant is not None and not TENANT_RE.match(tenant):
+            return _json_error(
+                404, "tenant must be 1-64 letters, digits, '.', '_' or '-'", request_id
+            )
+        secrets = cfg.secrets_for(tenant)
+        if secrets is None:
+            return _json_error(
+                404,
+                f"unknown tenant {tenant!r} for {key}; valid: {', '.join(cfg.tenant_names)}",
+                request_id,
+            )
+        request["tenant_label"] = tenant or "default"
+        verified = provider.is_configured(secrets)
+        if not verified and not cfg.unverified:
+            return _json_error(
+                404,
+                f"{key} is not configured on this bridge "
+                f"(set the CONNECTOR_{key.upper()}_* secrets)",
+                request_id,
+            )
+
+        body = await self._read_capped(request)
+        if body is None:
+            resp = _json_error(
+                413, f"body larger than {self.settings.max_body_bytes} bytes", request_id
+            )
+            resp.force_close()
+            return resp
+
+        headers = request.headers
+        if verified:
+            try:
+                provider.verify(body, headers, secrets)
+            except VerificationError as exc:
+                self.metrics.verification_failures.labels(key).inc()
+                log.info(
+                    "refused %s delivery: %s",
+                    key,
+                    exc,
+                    extra={"request_id": request_id, "provider": key},
+                )
+                return _json_error(401, f"verification failed: {exc}", request_id)
+
+        try:
+            delivery_id = provider.delivery_id(body, headers) or request_id
+        except Exception:  # a malformed body is the worker's to dead-letter, not ours
+            delivery_id = request_id
+        kafka_headers: list[tuple[str, bytes]] = [
+            ("provider", key.encode()),
+            ("tenant", (tenant or "").encode()),
+            ("received-at", str(int(time.time() * 1000)).encode()),
+            ("request-id", request_id.encode()),
+            ("content-type", headers.get("Content-Type", "").encode()),
+            ("verified", b"true" if verified else b"false"),
+        ]
+        for name in provider.kept_headers:
+            value = headers.get(name)
+            if value is not None:
+                kafka_headers.append((name.lower(), value.encode("utf-8", "replace")))
+
+        if len(self.pending) >= self.settings.max_in_flight:
+            return _json_error(
+                503,
+                "Kafka is not keeping up; retry later",
+                request_id,
+                {"Retry-After": RETRY_AFTER_S},
+            )
+        task = asyncio.ensure_future(
+            self.producer.send(self.topic, delivery_id.encode(), body, kafka_headers)
+        )
+        self.pending.add(task)
+        self.metrics.pending_sends.inc()
+        task.add_done_callback(self._sent)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.timeout)
+        except TimeoutError:
+            log.warning(
+                "no Kafka ack within %d ms; answering 503",
+                self.settings.ack_timeout_ms,
+                extra={"request_id": request_id, "provider": key},
+            )
+            return _json_error(
+                503,
+                "Kafka did not acknowledge in time; retry later",
+                request_id,
+                {"Retry-After": RETRY_AFTER_S},
+            )
+        except Exception as exc:
+            log.warning(
+                "Kafka write failed: %s",
+                type(exc).__name__,
+                extra={"request_id": request_id, "provider": key},
+            )
+            return _json_error(
+                503, "Kafka is unavailable; retry later", request_id, {"Retry-After": RETRY_AFTER_S}
+            )
+        self.metrics.produce_latency.observe(time.perf_counter() - started)
+        self.metrics.bytes.labels(key).inc(len(body))
+        return web.json_response({"accepted": True, "request_id": request_id})
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        self.metrics.pending_sends.dec()
+        if not task.cancelled():
+            task.exception()  # retrieved, so a late failure is not reported as unhandled
+
+    async def _read_capped(self, request: web.Request) -> bytes | None:
+        """The whole body, or None as soon as it is known to exceed the cap."""
+        cap = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > cap:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def drain(self, timeout: float) -> None:
+        if self.pending:
+            await asyncio.wait(list(self.pending), timeout=timeout)
+
+
+def create_app(
+    settings: Settings, producer: RawProducer, *, manage_producer: bool = True
+) -> web.Application:
+    """The bridge application. With `manage_producer`, it starts and stops the producer."""
+    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    metrics = Metrics()
+    handler = WebhookHandler(settings, producer, metrics)
+    app[SETTINGS_KEY] = settings
+    app[PRODUCER_KEY] = producer
+    app[METRICS_KEY] = metrics
+    spec = openapi_spec()
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        if await producer.ready():
+            return web.json_response({"status": "ready"})
+        return web.json_response(
+            {"status": "broker unreachable"}, status=503, headers={"Retry-After": RETRY_AFTER_S}
+        )
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    async def method_not_allowed(request: web.Request) -> web.Response:
+        return web.json_response({"error": "use POST"}, status=405, headers={"Allow": "POST"})
+
+    app.router.add_post("/webhooks/{provider}", handler)
+    app.router.add_post("/webhooks/{provider}/{tenant}", handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/openapi.json", openapi)
+    app.middlewares.append(_errors_middleware)
+
+    async def on_startup(app: web.Application) -> None:
+        if manage_producer:
+            await producer.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await handler.drain(timeout=10)
+        if manage_producer:
+            await producer.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_shutdown)
+    return app
+
+
+@web.middleware
+async def _errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """JSON errors for routing failures; never a bare 500 page for a bug (logged, then 500)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            body: dict[str, Any] = {"error": exc.reason}
+            return web.json_response(
+                body,
+                status=exc.status,
+                headers={k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")},
+            )
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)

@@ -1,0 +1,71 @@
+"""The bridge's Kafka writer: `acks=all`, idempotent where the broker supports it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class RawProducer(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        """Return only once the broker acknowledged the record (acks=all)."""
+        ...
+
+    async def ready(self) -> bool: ...
+
+
+class KafkaRawProducer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        idempotent = self.settings.idempotent_producer
+        if not idempotent:
+            log.warning(
+                "idempotent producer disabled: plain acks=all (retries may duplicate; "
+                "the ledger dedupes)"
+            )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            max_request_size=max(2 * 1024 * 1024, self.settings.max_body_bytes + 64 * 1024),
+            request_timeout_ms=30_000,
+            client_id="loyalty-connector-bridge",
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.flush()
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        assert self._producer is not None, "producer not started"
+        fut = await self._producer.send(topic, value=value, key=key, headers=list(headers))
+        await fut
+
+    async def ready(self) -> bool:
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 1.0)
+        except Exception:
+            return False
+        return True
