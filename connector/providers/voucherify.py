@@ -64,7 +64,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from connector.errors import DecodeError, VerificationError
+from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import EventType, LoyaltyEvent, OrderRef, Provider, Tier
 from connector.providers.base import (
     DecodeContext,
@@ -203,9 +203,12 @@ class Voucherify:
         raise VerificationError(f"{SIGNATURE_HEADER} does not match the body")
 
     def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+        secret = secrets.get("secret_key")
+        if not secret:
+            raise ConfigError("voucherify secret_key is needed to sign a payload")
         return body, {
             "content-type": "application/json",
-            SIGNATURE_HEADER: signature(secrets["secret_key"], body),
+            SIGNATURE_HEADER: signature(secret, body),
         }
 
     def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:

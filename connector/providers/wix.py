@@ -166,12 +166,15 @@ class Wix:
         token = _token_text(body)
         if token is not None:
             return token.encode("ascii"), headers
+        private = secrets.get("private_key")
+        if not private:
+            raise ConfigError("wix private_key is needed to sign a payload (replay/tests only)")
         claims = {"data": _claims_data(_document(body))}
         now = int(time.time())
         claims_all: dict[str, Any] = {**claims, "iat": now, "exp": now + TOKEN_LIFETIME_SECONDS}
         signed = jwt.encode(
             claims_all,
-            _private_key(secrets["private_key"]),
+            _private_key(private),
             algorithm="RS256",
             headers={"kid": secrets.get("kid") or "connector-replay"},
         )
