@@ -84,6 +84,12 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     return run_bridge(_settings())
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from connector.streams.worker import run_worker
+
+    return run_worker(_settings())
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from connector.dev import DEV_ENV_FILE, read_env_file
     from connector.replay import run_replay
@@ -131,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bridge", help="run the HTTP bridge (webhooks -> raw topic)")
     p.set_defaults(func=cmd_bridge)
+
+    p = sub.add_parser("worker", help="run a Faust worker (normalize, ledger, member queries)")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
         "replay", help="send payload files to a bridge, signed as the provider would"

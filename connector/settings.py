@@ -79,6 +79,11 @@ VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_BRIDGE_PORT", "8080", "bridge HTTP port"),
     Var("CONNECTOR_WEB_HOST", "0.0.0.0", "worker HTTP listen address"),
     Var("CONNECTOR_WEB_PORT", "6066", "worker HTTP port (member queries, metrics)"),
+    Var(
+        "CONNECTOR_WEB_ADVERTISED_HOST",
+        "127.0.0.1",
+        "host name other workers use to reach this worker's HTTP port (query routing)",
+    ),
     Var("CONNECTOR_LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`"),
     Var("CONNECTOR_LOG_FORMAT", "json", "`json` (one object per line) or `text`"),
     Var("CONNECTOR_MAX_BODY_BYTES", "1048576", "largest webhook body accepted (413 above)"),
@@ -215,6 +220,7 @@ class Settings:
     bridge_port: int
     web_host: str
     web_port: int
+    web_advertised_host: str
     log_level: str
     log_format: str
     max_body_bytes: int
@@ -282,6 +288,7 @@ class Settings:
             bridge_port=_int(env, "CONNECTOR_BRIDGE_PORT", 0, 65535),
             web_host=str(_get(env, "CONNECTOR_WEB_HOST")),
             web_port=_int(env, "CONNECTOR_WEB_PORT", 0, 65535),
+            web_advertised_host=str(_get(env, "CONNECTOR_WEB_ADVERTISED_HOST")).strip(),
             log_level=_choice(env, "CONNECTOR_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=_choice(env, "CONNECTOR_LOG_FORMAT", ("json", "text")),
             max_body_bytes=_int(env, "CONNECTOR_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),

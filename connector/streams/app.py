@@ -1,0 +1,326 @@
+"""The Faust app factory: topics, the members table, the agents and the worker's web views.
+
+At-least-once (default): the ledger works on batches; it sends a batch's outputs and waits for
+Kafka's acks *before* writing the members table, so a crash can only cause re-processing of
+events whose table write never happened (their outputs are re-sent with the same ids), never an
+output lost behind an already-written dedupe mark. `exactly_once` puts outputs, changelog and
+offsets in one Kafka transaction instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.exceptions import SameNode
+from faust.streams import _current_event  # noqa: PLC2701 - see _as_current
+from faust.web import Request, Response, View
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from connector.avro import AvroCodec, default_codec
+from connector.domain.ledger import MemberState, apply
+from connector.errors import SchemaError
+from connector.models import DeadLetter, LoyaltyEvent, to_json_obj, utc
+from connector.settings import Settings
+from connector.streams.normalize import RawRecord, dead_letter, header_map, normalize
+
+log = logging.getLogger("connector.worker")
+
+BATCH_MAX = 500
+BATCH_WITHIN = 0.02  # seconds: latency bound for a partly filled batch
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.raw = Counter("worker_raw_records_total", "Raw webhooks normalized", registry=r)
+        self.events = Counter(
+            "worker_events_total", "Canonical events by type", ["type"], registry=r
+        )
+        self.dead_letters = Counter(
+            "worker_dead_letters_total", "Dead letters by stage", ["stage"], registry=r
+        )
+        self.duplicates = Counter(
+            "worker_duplicate_events_total", "Events already applied (no effect)", registry=r
+        )
+        self.entries = Counter(
+            "worker_ledger_entries_total", "Ledger entries by origin", ["origin"], registry=r
+        )
+        self.lag = Histogram(
+            "worker_event_age_seconds",
+            "Webhook received → balance written",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+
+@dataclass
+class Worker:
+    """The Faust app with its topics and table, as built by `create_app`."""
+
+    app: faust.App
+    settings: Settings
+    codec: AvroCodec
+    metrics: WorkerMetrics
+    members: Any
+    topics: dict[str, Any]
+
+
+def _as_current(event: Any) -> None:
+    """Make `event` Faust's current event, so a table write lands in its partition.
+
+    Faust picks the changelog partition and the local store shard from the current event;
+    batch processing writes after the batch, so we point it at the event that owns the key.
+    """
+    _current_event.set(weakref.ref(event))
+
+
+def batches(stream: Any) -> Any:
+    """Faust's take_events: lists of events, acked only after the loop body finishes."""
+    return stream.take_events(BATCH_MAX, within=BATCH_WITHIN)
+
+
+def faust_broker(settings: Settings) -> list[str]:
+    return [f"kafka://{s}" for s in settings.bootstrap_servers.split(",")]
+
+
+def create_app(settings: Settings) -> Worker:
+    codec = default_codec()
+    topics = settings.topics
+    data_dir = settings.data_dir.resolve() / f"{settings.app_id}-{settings.web_port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=faust_broker(settings),
+        store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
+        datadir=str(data_dir),
+        processing_guarantee=settings.processing_guarantee,
+        table_standby_replicas=settings.standby_replicas,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_advertised_host,
+        canonical_url=f"http://{settings.web_advertised_host}:{settings.web_port}",
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+        producer_acks=-1,
+        web_in_thread=False,
+        loghandlers=[],
+    )
+    metrics = WorkerMetrics()
+    raw_topic = app.topic(topics.raw, partitions=settings.partitions)
+    events_topic = app.topic(topics.events, partitions=settings.partitions)
+    ledger_topic = app.topic(topics.ledger, partitions=settings.partitions)
+    balances_topic = app.topic(topics.balances, partitions=settings.partitions, compacting=True)
+    tiers_topic = app.topic(topics.tiers, partitions=settings.partitions, compacting=True)
+    dlq_topic = app.topic(topics.dlq, partitions=settings.partitions)
+    # One record per member (str key = member key, JSON value = MemberState.to_json()), so an
+    # event's effect and its dedupe mark are a single changelog write.
+    members = app.Table(
+        "members",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+    )
+    eos = settings.processing_guarantee == "exactly_once"
+    memory = settings.dedupe_memory
+
+    async def send_dead_letter(dl: DeadLetter) -> Awaitable[Any]:
+        metrics.dead_letters.labels(dl.stage).inc()
+        log.warning(
+            "dead letter (%s): %s: %s",
+            dl.stage,
+            dl.error_class,
+            dl.error_message,
+            extra={"delivery_id": dl.delivery_id, "provider": dl.provider},
+        )
+        fut: Awaitable[Any] = await dlq_topic.send(
+            key=dl.delivery_id.encode(), value=codec.encode(dl)
+        )
+        return fut
+
+    # -- normalize ----------------------------------------------------------------------------
+
+    async def normalize_one(event: Any) -> list[Awaitable[Any]]:
+        msg = event.message
+        record = RawRecord(
+            msg.key, msg.value, list(msg.headers or ()), msg.topic, msg.partition, msg.offset
+        )
+        result = normalize(record, codec)
+        metrics.raw.inc()
+        futures: list[Awaitable[Any]] = []
+        if result.dead_letter is not None:
+            futures.append(await send_dead_letter(result.dead_letter))
+        for ev, payload in result.events:
+            metrics.events.labels(ev.type.value).inc()
+            futures.append(await events_topic.send(key=ev.member_key.encode(), value=payload))
+        return futures
+
+    @app.agent(raw_topic, name="normalize")
+    async def normalize_agent(stream: faust.StreamT) -> None:
+        if eos:
+            async for event in stream.events():
+                await normalize_one(event)
+            return
+        async for batch in batches(stream):
+            futures: list[Awaitable[Any]] = []
+            for event in batch:
+                futures += await normalize_one(event)
+            await asyncio.gather(*futures)  # acked by Kafka before the batch's offsets commit
+
+    # -- ledger -------------------------------------------------------------------------------
+
+    def ledger_step(
+        event: Any, states: dict[str, MemberState | None]
+    ) -> tuple[str | None, list[tuple[Any, bytes, bytes]], DeadLetter | None]:
+        """Apply one events-topic record to the cached state; returns (key, outputs, dlq)."""
+        msg = event.message
+        try:
+            loyalty: LoyaltyEvent = codec.decode(msg.value or b"", LoyaltyEvent)
+        except SchemaError as exc:
+            record = RawRecord(
+                msg.key, msg.value, list(msg.headers or ()), msg.topic, msg.partition, msg.offset
+            )
+            return (
+                None,
+                [],
+                dead_letter(record, "ledger", exc, header_map(msg.headers), datetime.now(UTC)),
+            )
+        key = loyalty.member_key
+        if key not in states:
+            stored = members.get(key)
+            states[key] = MemberState.from_json(stored) if stored else None
+        now = utc(datetime.now(UTC))
+        try:
+            outcome = apply(states[key], loyalty, now=now, offset=msg.offset, memory=memory)
+        except Exception as exc:  # a rule bug must not stop the stream: dead-letter the event
+            record = RawRecord(
+                msg.key, msg.value, list(msg.headers or ()), msg.topic, msg.partition, msg.offset
+            )
+            return None, [], dead_letter(record, "ledger", exc, header_map(msg.headers), now)
+        states[key] = outcome.state
+        outputs: list[tuple[Any, bytes, bytes]] = []
+        kb = key.encode()
+        if outcome.duplicate:
+            metrics.duplicates.inc()
+        for entry in outcome.entries:
+            metrics.entries.labels(entry.origin.value).inc()
+            outputs.append((ledger_topic, kb, codec.encode(entry)))
+        if outcome.tier_change is not None:
+            outputs.append((tiers_topic, kb, codec.encode(outcome.tier_change)))
+        if outcome.balance_changed or outcome.duplicate:
+            # A duplicate re-emits the current snapshot only (harmless on a compacted topic).
+            outputs.append((balances_topic, kb, codec.encode(outcome.state.to_balance())))
+        metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))
+        return key, outputs, None
+
+    @app.agent(events_topic, name="ledger")
+    async def ledger_agent(stream: faust.StreamT) -> None:
+        if eos:
+            async for event in stream.events():
+                states: dict[str, MemberState | None] = {}
+                key, outputs, dl = ledger_step(event, states)
+                if dl is not None:
+                    await send_dead_letter(dl)
+                for topic, kb, value in outputs:
+                    await topic.send(key=kb, value=value)
+                state = states.get(key) if key else None
+                if key and state is not None:
+                    members[key] = state.to_json()
+            return
+        async for batch in batches(stream):
+            states = {}
+            owner: dict[str, Any] = {}
+            futures: list[Awaitable[Any]] = []
+            for event in batch:
+                key, outputs, dl = ledger_step(event, states)
+                if dl is not None:
+                    futures.append(await send_dead_letter(dl))
+                if key is not None:
+                    owner[key] = event
+                for topic, kb, value in outputs:
+                    futures.append(await topic.send(key=kb, value=value))
+            await asyncio.gather(*futures)  # outputs durable before their dedupe marks
+            for key, event in owner.items():
+                state = states[key]
+                if state is not None:
+                    _as_current(event)
+                    members[key] = state.to_json()
+
+    # -- web ----------------------------------------------------------------------------------
+
+    @app.page("/members/{provider}/{tenant}/{customer_id}")
+    class MemberView(View):
+        async def get(
+            self, request: Request, provider: str, tenant: str, customer_id: str
+        ) -> Response:
+            key = f"{provider}:{tenant}:{customer_id}"
+            try:
+                # Faust's table routing: answered here if we own the key's partition,
+                # else proxied to the worker that does.
+                return await app.router.route_req(members.name, key, self.web, request)
+            except SameNode:
+                pass
+            except Exception as exc:
+                if type(exc).__name__ == "ServiceUnavailable":
+                    return self.json({"error": "members table is rebalancing; retry"}, status=503)
+                raise
+            stored = members.get(key)
+            if not stored:
+                return self.json({"error": f"unknown member {key}"}, status=404)
+            return self.json(member_json(MemberState.from_json(stored)))
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Request) -> Response:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Request) -> Response:
+        ready = not app.rebalancing and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return web.json(
+            {"status": "ready" if ready else "recovering"}, status=200 if ready else 503
+        )
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Request) -> Response:
+        return web.bytes(
+            generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
+        )
+
+    return Worker(
+        app,
+        settings,
+        codec,
+        metrics,
+        members,
+        {
+            "raw": raw_topic,
+            "events": events_topic,
+            "ledger": ledger_topic,
+            "balances": balances_topic,
+            "tiers": tiers_topic,
+            "dlq": dlq_topic,
+        },
+    )
+
+
+def member_json(state: MemberState) -> dict[str, Any]:
+    """The member query's answer: MemberBalance fields, tier and freshness."""
+    out = to_json_obj(state.to_balance())
+    return out

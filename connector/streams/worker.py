@@ -1,0 +1,38 @@
+"""Running a worker process: Faust's Worker with our settings; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faust.worker import Worker as FaustWorker
+
+from connector.kafka_admin import ensure_topics
+from connector.settings import Settings
+from connector.streams.app import create_app
+
+log = logging.getLogger("connector.worker")
+
+
+def run_worker(settings: Settings) -> int:
+    # Source topics must exist before the consumer subscribes (Faust only creates its own
+    # changelog topics); the bridge creates the raw topic too, whichever starts first.
+    asyncio.run(ensure_topics(settings))
+    worker = create_app(settings)
+    if settings.processing_guarantee == "exactly_once":
+        log.info(
+            "processing_guarantee=exactly_once: outputs, table and offsets commit in "
+            "Kafka transactions"
+        )
+    fw = FaustWorker(
+        worker.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        override_logging=False,
+        daemon=True,
+    )
+    try:
+        fw.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
