@@ -90,6 +90,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(_settings())
 
 
+def cmd_members(args: argparse.Namespace) -> int:
+    from connector.inspect import run_members
+
+    return run_members(Settings.from_env(), args.provider, args.tenant, args.customer_id, args.url)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from connector.inspect import tail
+
+    settings = Settings.from_env()
+    topic = settings.topics.all().get(args.topic, args.topic)
+    try:
+        asyncio.run(tail(settings, topic, follow=args.follow, limit=args.limit))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `tail ... | head`
+        pass
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from connector.dev import DEV_ENV_FILE, read_env_file
     from connector.replay import run_replay
@@ -140,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a Faust worker (normalize, ledger, member queries)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("members", help="print a member's balance and tier (asks a worker)")
+    p.add_argument("provider", choices=sorted(PROVIDERS))
+    p.add_argument("tenant")
+    p.add_argument("customer_id")
+    p.add_argument("--url", help="worker base URL (default http://127.0.0.1:CONNECTOR_WEB_PORT)")
+    p.set_defaults(func=cmd_members)
+
+    p = sub.add_parser("tail", help="print a topic's records as JSON lines (Avro decoded)")
+    p.add_argument("topic", help="topic name, or raw/events/ledger/balances/tiers/dlq")
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
+    p.add_argument("-n", "--limit", type=int, default=None, help="stop after N records")
+    p.set_defaults(func=cmd_tail)
 
     p = sub.add_parser(
         "replay", help="send payload files to a bridge, signed as the provider would"

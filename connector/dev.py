@@ -26,7 +26,7 @@ log = logging.getLogger("connector.dev")
 
 DEV_DIR = Path(".dev")
 DEV_ENV_FILE = DEV_DIR / "dev.env"
-COMPONENTS: tuple[str, ...] = ("bridge",)
+COMPONENTS: tuple[str, ...] = ("bridge", "worker")
 
 
 def _die_with_parent() -> None:
@@ -153,6 +153,9 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
             "using plain acks=all (development only)"
         )
     child_env["CONNECTOR_BROKER_URL"] = bootstrap
+    # Faust is chatty at INFO; people running `dev` want the endpoints and real problems.
+    child_env.setdefault("CONNECTOR_LOG_LEVEL", "WARNING")
+    child_env.setdefault("CONNECTOR_LOG_FORMAT", "text")
     secrets = dev_secrets()
     for k, v in secrets.items():
         child_env.setdefault(k, v)
@@ -163,6 +166,10 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
         for component in COMPONENTS:
             sup.spawn(component, [sys.executable, "-m", "connector", component], child_env)
         _print_endpoints(settings, secrets)
+        if getattr(args, "demo", False):
+            demo_ok = run_demo(Settings.from_env(child_env), sup)
+            if getattr(args, "exit", False):
+                return 0 if demo_ok else 1
         died = sup.wait()
         if died:
             log.error("%s exited with code %s; stopping", died, sup.children[died].returncode)
@@ -176,6 +183,66 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
             broker.stop()
         print("stopped", flush=True)
     return code
+
+
+SAMPLES = Path(__file__).with_name("samples")
+
+
+def _wait_http(url: str, sup: Supervisor, timeout: float) -> bool:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not sup.stopping.is_set():
+        if any(p.poll() is not None for p in sup.children.values()):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our loopback
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def run_demo(settings: Settings, sup: Supervisor, timeout: float = 90) -> bool:
+    """Replay the bundled samples through the bridge, then print the members table."""
+    import asyncio
+
+    from connector.inspect import latest_balances, members_table
+    from connector.replay import collect, replay
+
+    bridge = f"http://127.0.0.1:{settings.bridge_port}"
+    worker = f"http://127.0.0.1:{settings.web_port}"
+    if not (
+        _wait_http(f"{bridge}/readyz", sup, timeout)
+        and _wait_http(f"{worker}/readyz", sup, timeout)
+    ):
+        log.error("bridge or worker did not become ready; no demo")
+        return False
+    files = collect([str(SAMPLES)])
+    print(
+        f"demo: replaying {len(files)} signed sample webhooks of all four providers from {SAMPLES}",
+        flush=True,
+    )
+    counts = asyncio.run(replay(files, bridge, None, None, settings, concurrency=1))
+    print(f"demo: bridge answered {dict(counts)}", flush=True)
+    expected = {"gameball", "open_loyalty", "voucherify", "wix"}
+    deadline = time.monotonic() + 60
+    balances: dict[str, dict[str, object]] = {}
+    previous = None
+    while time.monotonic() < deadline and not sup.stopping.is_set():
+        balances = asyncio.run(latest_balances(settings))
+        seen = {k.split(":", 1)[0] for k in balances}
+        snapshot = {k: v.get("events_applied") for k, v in balances.items()}
+        if seen >= expected and snapshot == previous:
+            break
+        previous = snapshot
+        time.sleep(1.5)
+    print("\nmembers (latest on " + settings.topics.balances + "):")
+    print(members_table(balances), flush=True)
+    return all(k.startswith("2") for k in counts) and bool(balances)
 
 
 def _print_endpoints(settings: Settings, secrets: Mapping[str, str]) -> None:

@@ -404,7 +404,11 @@ def derive_movements(
     a fall is redeemed.
     """
     change = after - before
-    if current is None or previous is None:
+    # Gameball reports only `total` (lifetime incl. pending): nothing to classify by.
+    classifiable = current is not None and any(
+        getattr(current, n) is not None for n in ("earned", "redeemed", "adjusted", "expired")
+    )
+    if current is None or previous is None or not classifiable:
         kept = None if current is None else _merge_counters(current, None)
         if change > 0:
             return [(Movement(EventType.POINTS_EARNED, change), False)], kept

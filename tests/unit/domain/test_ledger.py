@@ -785,3 +785,27 @@ def test_every_intermediate_state_round_trips_through_json(events: list[LoyaltyE
     for out in outcomes:
         data = json.loads(json.dumps(out.state.to_json()))
         assert MemberState.from_json(data) == out.state
+
+
+def test_gameball_total_only_counters_classify_by_sign() -> None:
+    """Gameball snapshots carry only `total`: a rise is earned, a fall redeemed, never adjusted."""
+    from connector.domain.ledger import derive_movements
+
+    moves, _ = derive_movements(
+        Decimal("100"),
+        Decimal("150"),
+        PointCounters(total=Decimal("120")),
+        PointCounters(total=Decimal("150")),
+    )
+    assert [(m.kind, m.balance_delta) for m, _ in moves] == [
+        (EventType.POINTS_EARNED, Decimal("50"))
+    ]
+    moves, _ = derive_movements(
+        Decimal("150"),
+        Decimal("110"),
+        PointCounters(total=Decimal("150")),
+        PointCounters(total=Decimal("150")),
+    )
+    assert [(m.kind, m.balance_delta) for m, _ in moves] == [
+        (EventType.POINTS_REDEEMED, Decimal("-40"))
+    ]

@@ -1,0 +1,160 @@
+"""`members` and `tail`: read the connector's state and topics from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any, TextIO
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connector.avro import default_codec
+from connector.errors import BrokerError, SchemaError
+from connector.models import to_json_obj
+from connector.settings import Settings
+
+
+async def fetch_member(
+    url: str, provider: str, tenant: str, customer_id: str, timeout: float = 5.0
+) -> tuple[int, dict[str, Any]]:
+    target = f"{url.rstrip('/')}/members/{provider}/{tenant}/{customer_id}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        async with session.get(target) as resp:
+            try:
+                body = await resp.json(content_type=None)
+            except (json.JSONDecodeError, aiohttp.ContentTypeError):
+                body = {"error": (await resp.text())[:500]}
+            return resp.status, body
+
+
+def run_members(
+    settings: Settings, provider: str, tenant: str, customer_id: str, url: str | None
+) -> int:
+    base = url or f"http://127.0.0.1:{settings.web_port}"
+    try:
+        status, body = asyncio.run(fetch_member(base, provider, tenant, customer_id))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"error: cannot reach the worker at {base}: {exc}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"error: {body.get('error', status)}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0
+
+
+def decode_value(topic: str, value: bytes | None, settings: Settings) -> dict[str, Any]:
+    """A record of any connector topic as a JSON-friendly dict."""
+    if value is None:
+        return {"value": None}
+    if topic == settings.topics.raw:
+        return {"body": value.decode("utf-8", errors="replace")}
+    try:
+        return to_json_obj(default_codec().decode(value))
+    except SchemaError as exc:
+        return {"undecodable": str(exc)}
+
+
+async def tail(
+    settings: Settings,
+    topic: str,
+    *,
+    follow: bool,
+    limit: int | None,
+    out: TextIO = sys.stdout,
+    idle_timeout: float = 2.0,
+) -> int:
+    """Print a topic's records from the beginning as JSON lines; with `follow`, keep going."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), 15)
+    except (TimeoutError, OSError) as exc:
+        raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+    count = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()  # a new topic may need a refresh
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            known = ", ".join(sorted(settings.topics.all().values()))
+            raise BrokerError(f"topic {topic!r} does not exist (connector topics: {known})")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_timeout * 1000), max_records=500)
+            for tp, messages in batch.items():
+                for m in messages:
+                    record = {
+                        "partition": tp.partition,
+                        "offset": m.offset,
+                        "key": (m.key or b"").decode("utf-8", "replace"),
+                        **decode_value(topic, m.value, settings),
+                    }
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return count
+            out.flush()
+            if not follow:
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= end[tp] for tp in tps):
+                    return count
+    finally:
+        await consumer.stop()
+
+
+async def latest_balances(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The newest MemberBalance per member, read from the compacted balances topic."""
+    import io
+
+    buf = io.StringIO()
+    await tail(
+        settings, settings.topics.balances, follow=False, limit=None, out=buf, idle_timeout=0.5
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    for line in buf.getvalue().splitlines():
+        record = json.loads(line)
+        latest[record["key"]] = record
+    return latest
+
+
+def members_table(balances: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of members, for people at a terminal."""
+    cols = [
+        ("member", "member_key"),
+        ("balance", "balance"),
+        ("computed", "computed_balance"),
+        ("pending", "pending_points"),
+        ("earned", "lifetime_earned"),
+        ("redeemed", "lifetime_redeemed"),
+        ("expired", "lifetime_expired"),
+        ("adjusted", "lifetime_adjusted"),
+        ("drift", "drift"),
+        ("tier", "tier"),
+    ]
+    rows = []
+    for key in sorted(balances):
+        b = balances[key]
+        tier = b.get("tier") or {}
+        row = []
+        for _, field in cols:
+            value = b.get(field)
+            if field == "tier":
+                value = tier.get("name") or tier.get("id") or "-"
+            row.append("-" if value is None else str(value))
+        rows.append(row)
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, (h, _) in enumerate(cols)
+    ]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
