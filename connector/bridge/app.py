@@ -29,6 +29,7 @@ log = logging.getLogger("connector.bridge")
 SETTINGS_KEY = web.AppKey("settings", Settings)
 PRODUCER_KEY = web.AppKey("producer", RawProducer)
 METRICS_KEY = web.AppKey("metrics", object)
+TENANT_LABEL = web.RequestKey("tenant_label", str)
 
 RETRY_AFTER_S = "5"
 
@@ -90,7 +91,7 @@ class WebhookHandler:
                     key.upper(),
                 )
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.in_flight >= self.settings.max_in_flight:
             return self._count(
                 request,
@@ -111,7 +112,7 @@ class WebhookHandler:
         provider = request.match_info.get("provider", "")
         if provider not in PROVIDERS:
             provider = "unknown"
-        tenant = request.get("tenant_label", "-")
+        tenant = request.get(TENANT_LABEL, "-")
         self.metrics.requests.labels(provider, tenant, str(response.status)).inc()
         return response
 
@@ -137,7 +138,7 @@ class WebhookHandler:
                 f"unknown tenant {tenant!r} for {key}; valid: {', '.join(cfg.tenant_names)}",
                 request_id,
             )
-        request["tenant_label"] = tenant or "default"
+        request[TENANT_LABEL] = tenant or "default"
         verified = provider.is_configured(secrets)
         if not verified and not cfg.unverified:
             return _json_error(
@@ -287,8 +288,8 @@ def create_app(
     async def method_not_allowed(request: web.Request) -> web.Response:
         return web.json_response({"error": "use POST"}, status=405, headers={"Allow": "POST"})
 
-    app.router.add_post("/webhooks/{provider}", handler)
-    app.router.add_post("/webhooks/{provider}/{tenant}", handler)
+    app.router.add_post("/webhooks/{provider}", handler.handle)
+    app.router.add_post("/webhooks/{provider}/{tenant}", handler.handle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,12 +27,42 @@ class RawProducer(Protocol):
     async def ready(self) -> bool: ...
 
 
+class RepeatFilter(logging.Filter):
+    """Lets each message template through at most once per `interval` seconds.
+
+    While a broker is down, aiokafka retries it in a tight loop (thousands of connects a
+    second, aio-libs/aiokafka#496) and logs every attempt at ERROR: without this, a short
+    outage floods the log and formatting those records steals the event loop from requests.
+    """
+
+    def __init__(self, interval: float = 5.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)  # the template, so the dict stays small
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[key] = now
+        return True
+
+
+def quiet_aiokafka_retries() -> None:
+    logger = logging.getLogger("aiokafka")
+    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+        logger.addFilter(RepeatFilter())
+
+
 class KafkaRawProducer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        quiet_aiokafka_retries()
         idempotent = self.settings.idempotent_producer
         if not idempotent:
             log.warning(
@@ -42,7 +73,9 @@ class KafkaRawProducer:
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
             enable_idempotence=idempotent,
-            linger_ms=2,
+            # No linger: aiokafka keeps one produce request in flight per broker and batches
+            # whatever arrives meanwhile, so waiting only adds latency (benchmarks/bridge.py).
+            linger_ms=0,
             max_batch_size=256 * 1024,
             max_request_size=max(2 * 1024 * 1024, self.settings.max_body_bytes + 64 * 1024),
             request_timeout_ms=30_000,

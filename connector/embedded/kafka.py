@@ -162,10 +162,16 @@ class KafkaBroker:
         libs = fetch_jars(self.version)
         props = self._write_config()
         if not self._formatted:
+            # `--cluster-id=` form: a random id may start with "-" and read as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             fmt = subprocess.run(
                 self._cmd(
-                    libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)
+                    libs,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(props),
                 ),
                 capture_output=True,
                 text=True,
