@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,13 +95,39 @@ def parse_json(body: bytes, what: str = "body") -> Any:
     except UnicodeDecodeError as exc:
         raise DecodeError(f"{what} is not UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise DecodeError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except (ValueError, RecursionError) as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc}") from None
+    # JSON may escape a lone UTF-16 surrogate ("\ud800"); such a string has no UTF-8 form, so
+    # an event carrying it could be neither Avro-encoded nor used as a Kafka key.
+    try:
+        encodable = not _SURROGATE_ESCAPE.search(text) or _utf8_encodable(value)
+    except RecursionError:
+        encodable = False
+    if not encodable:
+        raise DecodeError(f"{what} contains a lone UTF-16 surrogate escape (\\uD800-\\uDFFF)")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _utf8_encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_utf8_encodable(k) and _utf8_encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_utf8_encodable(v) for v in value)
+    return True
 
 
 def _reject_constant(name: str) -> Any:
@@ -160,6 +187,8 @@ def opt_points(obj: Mapping[str, Any], key: str, where: str) -> Decimal | None:
         return points(value)
     except ValueError as exc:
         raise DecodeError(f"{where}.{key}: {exc}") from None
+    except ArithmeticError:  # e.g. decimal.Overflow from "1E+999999999999999999"
+        raise DecodeError(f"{where}.{key}: points {value!r} are out of range") from None
 
 
 def opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -174,10 +203,10 @@ def opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
         d = None
     if d is None or not d.is_finite() or d != d.to_integral_value():
         raise DecodeError(f"{where}.{key} must be an integer, got {value!r}")
-    result = int(d)
-    if not -(2**63) <= result < 2**63:
+    # Compare before int(): int(Decimal("1e9999999")) would build a ten-million-digit integer.
+    if not -(2**63) <= d < 2**63:
         raise DecodeError(f"{where}.{key} is out of range")
-    return result
+    return int(d)
 
 
 def parse_time(value: Any, where: str) -> datetime | None:
@@ -207,7 +236,7 @@ def parse_time(value: Any, where: str) -> datetime | None:
         text = f"{head}.{digits[:6].ljust(6, '0')}{rest[i:]}" if digits else head + rest[i:]
     try:
         return utc(datetime.fromisoformat(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "0001-01-01T00:00+05:00" is before year 1
         raise DecodeError(f"{where} is not an ISO-8601 timestamp: {value!r}") from None
 
 

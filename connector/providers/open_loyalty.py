@@ -447,7 +447,10 @@ def _gross_value(data: Mapping[str, Any]) -> str | None:
         value = item.get("grossValue") if isinstance(item, dict) else None
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             return None
-        total += value
+        try:
+            total += value
+        except ArithmeticError:  # decimal.Overflow (e.g. 1e999999999): no usable sum
+            return None
     return str(total)
 
 

@@ -331,10 +331,11 @@ def _envelope(body: bytes) -> dict[str, Any]:
     token = _token_text(body)
     if token is not None:
         try:
-            claims = jwt.decode(token, options={"verify_signature": False})
+            payload = jwt.api_jws.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise DecodeError("body is not a decodable JWT (claims are not JSON)") from None
-        claims = expect_object(claims, "token claims")
+        # parse_json, not PyJWT's json.loads: same number and lone-surrogate rules as elsewhere
+        claims = expect_object(parse_json(payload, "token claims"), "token claims")
         if claims.get("data") is None:
             raise DecodeError("token claims.data is missing")
         data = claims["data"]
@@ -349,7 +350,8 @@ def _envelope(body: bytes) -> dict[str, Any]:
 def _json_layer(value: Any, where: str) -> dict[str, Any]:
     """A layer Wix sends as stringified JSON; objects are accepted too (docs print both)."""
     if isinstance(value, str):
-        value = parse_json(value.encode("utf-8"), where)
+        # surrogatepass: a lone surrogate in the claims becomes a "not UTF-8" DecodeError
+        value = parse_json(value.encode("utf-8", "surrogatepass"), where)
     return expect_object(value, where)
 
 
