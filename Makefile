@@ -9,15 +9,15 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[embedded,rocksdb,fast,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[embedded,rocksdb,fast,analytics,dev]'
 	@touch $(STAMP)
 
 dev: $(STAMP)
 	$(VENV)/bin/loyalty-connector dev
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check connector tests benchmarks
-	$(VENV)/bin/ruff format --check connector tests benchmarks
+	$(VENV)/bin/ruff check connector tests benchmarks analytics
+	$(VENV)/bin/ruff format --check connector tests benchmarks analytics
 	$(VENV)/bin/mypy connector
 
 test: lint

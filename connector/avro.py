@@ -3,6 +3,11 @@
 Default framing is the Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint, little
 endian + body): no registry needed, and any reader can find the writer's schema in `schemas/`
 by its fingerprint.
+
+Readers also accept the Confluent Schema Registry wire format (`00` + 4-byte big-endian schema
+id + body), which `connector.registry.RegistryCodec` writes: the writer's schema is looked up by
+id (`writer_schema`, which needs a registry) and resolved to our reader schema, so a record
+written with an older or newer compatible version of a schema still decodes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,22 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 NAMESPACE = "loyalty"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
+REGISTRY_MAGIC = b"\x00"
+REGISTRY_HEADER_LEN = 5
+
+
+def framing(data: bytes) -> str:
+    """`single-object`, `registry` or `unknown`: how a message is framed (by its first bytes)."""
+    if len(data) >= HEADER_LEN and data[:2] == SINGLE_OBJECT_MAGIC:
+        return "single-object"
+    if len(data) >= REGISTRY_HEADER_LEN and data[:1] == REGISTRY_MAGIC:
+        return "registry"
+    return "unknown"
+
+
+def registry_schema_id(data: bytes) -> int:
+    """The schema id of a registry-framed message."""
+    return int.from_bytes(data[1:REGISTRY_HEADER_LEN], "big")
 
 
 class AvroCodec:
@@ -43,7 +64,7 @@ class AvroCodec:
         for name in models.RECORD_TYPES:
             path = schema_dir / f"{NAMESPACE}.{name}.avsc"
             try:
-                parsed = load_schema(str(path), _write_hint=False)
+                parsed = load_schema(str(path))
             except Exception as exc:  # fastavro raises several types for bad schema files
                 raise SchemaError(f"cannot load {path.name}: {exc}") from exc
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
@@ -55,8 +76,8 @@ class AvroCodec:
         return str(to_parsing_canonical_form(self.schemas[name]))
 
     def schema_json(self, name: str) -> str:
-        """The full (self-contained) schema of a record as JSON text."""
-        return json.dumps(self.schemas[name])
+        """The full (self-contained) schema of a record as JSON text (what a registry stores)."""
+        return json.dumps(_without_fastavro_keys(self.schemas[name]))
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -91,10 +112,25 @@ class AvroCodec:
 
     # -- decoding ------------------------------------------------------------------------------
 
+    def writer_schema(self, schema_id: int) -> tuple[str, Any]:
+        """(record name, parsed writer schema) of a registry schema id.
+
+        Without a registry there is nothing to look an id up in; `RegistryCodec` overrides this.
+        """
+        raise SchemaError(
+            f"message is in the Schema Registry wire format (schema id {schema_id}): "
+            "set CONNECTOR_SCHEMA_REGISTRY_URL to read it"
+        )
+
     def decode_dict(self, data: bytes) -> tuple[str, dict[str, Any]]:
-        """(record name, plain dict) of a single-object encoded message."""
-        if len(data) < HEADER_LEN or data[:2] != SINGLE_OBJECT_MAGIC:
-            raise SchemaError("not an Avro single-object encoded message (no C3 01 header)")
+        """(record name, plain dict) of a single-object or registry-framed message."""
+        kind = framing(data)
+        if kind == "registry":
+            return self._decode_registry(data)
+        if kind != "single-object":
+            raise SchemaError(
+                "not an Avro single-object (C3 01) or Schema Registry (00 + id) framed message"
+            )
         fp = bytes(data[2:HEADER_LEN])
         name = self.by_fingerprint.get(fp)
         if name is None:
@@ -109,12 +145,38 @@ class AvroCodec:
             raise SchemaError(f"{name} body is not a record")
         return name, datum
 
+    def _decode_registry(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        schema_id = registry_schema_id(data)
+        name, writer = self.writer_schema(schema_id)
+        if name not in self.schemas:
+            raise SchemaError(f"schema id {schema_id} is a {name}, not one of our records")
+        try:
+            datum = fastavro.schemaless_reader(
+                io.BytesIO(data[REGISTRY_HEADER_LEN:]), writer, self.schemas[name]
+            )
+        except Exception as exc:  # malformed body, or a writer schema ours cannot resolve
+            raise SchemaError(
+                f"{name} (schema id {schema_id}) cannot be read: {type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(datum, dict):
+            raise SchemaError(f"{name} body is not a record")
+        return name, datum
+
     def decode(self, data: bytes, expected: type[Any] | None = None) -> Any:
-        """The canonical record of a single-object encoded message."""
+        """The canonical record of a single-object or registry-framed message."""
         name, datum = self.decode_dict(data)
         if expected is not None and name != expected.__name__:
             raise SchemaError(f"expected a {expected.__name__}, got a {name}")
         return from_dict(models.RECORD_TYPES[name], datum)
+
+
+def _without_fastavro_keys(schema: Any) -> Any:
+    """A parsed schema minus fastavro's bookkeeping (`__fastavro_parsed`, `__named_schemas`)."""
+    if isinstance(schema, dict):
+        return {k: _without_fastavro_keys(v) for k, v in schema.items() if not k.startswith("__")}
+    if isinstance(schema, list):
+        return [_without_fastavro_keys(v) for v in schema]
+    return schema
 
 
 def _bad_decimals(datum: Any, path: str = "") -> list[str]:

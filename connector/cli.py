@@ -1,4 +1,5 @@
-"""The `loyalty-connector` command line: bridge, worker, dev, decode, replay, members, tail."""
+"""The `loyalty-connector` command line: bridge, worker, dev, decode, replay, members, tail,
+export."""
 
 from __future__ import annotations
 
@@ -112,6 +113,30 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from connector.export import export_topic, parse_time
+
+    settings = Settings.from_env()
+    topic = settings.topics.all().get(args.topic, args.topic)
+    since = parse_time(args.since, "--since") if args.since else None
+    until = parse_time(args.until, "--until") if args.until else None
+    result = export_topic(
+        settings,
+        topic,
+        Path(args.out),
+        fmt=args.format,
+        since=since,
+        until=until,
+        progress=False if args.no_progress else None,
+    )
+    print(
+        f"{result.rows} {result.record_name} records from {result.topic} -> {result.path} "
+        f"({result.format}; {result.skipped} skipped, {result.undecodable} undecodable)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from connector.dev import DEV_ENV_FILE, read_env_file
     from connector.replay import run_replay
@@ -175,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
     p.add_argument("-n", "--limit", type=int, default=None, help="stop after N records")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser(
+        "export", help="an output topic -> a typed Parquet or CSV table (analytics extra)"
+    )
+    p.add_argument("topic", help="topic name, or events/ledger/balances/tiers/dlq")
+    p.add_argument("--out", required=True, help="output file: FILE.parquet or FILE.csv")
+    p.add_argument("--format", choices=["parquet", "csv"], default=None)
+    p.add_argument("--since", help="only records with a Kafka timestamp at or after (ISO time)")
+    p.add_argument("--until", help="only records with a Kafka timestamp before (ISO time)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "replay", help="send payload files to a bridge, signed as the provider would"

@@ -10,9 +10,9 @@ from typing import Any, TextIO
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connector.avro import default_codec
 from connector.errors import BrokerError, SchemaError
 from connector.models import to_json_obj
+from connector.registry import codec_for
 from connector.settings import Settings
 
 
@@ -46,13 +46,13 @@ def run_members(
 
 
 def decode_value(topic: str, value: bytes | None, settings: Settings) -> dict[str, Any]:
-    """A record of any connector topic as a JSON-friendly dict."""
+    """A record of any connector topic as a JSON-friendly dict (either Avro framing)."""
     if value is None:
         return {"value": None}
     if topic == settings.topics.raw:
         return {"body": value.decode("utf-8", errors="replace")}
     try:
-        return to_json_obj(default_codec().decode(value))
+        return to_json_obj(codec_for(settings).decode(value))
     except SchemaError as exc:
         return {"undecodable": str(exc)}
 

@@ -88,6 +88,11 @@ VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_LOG_FORMAT", "json", "`json` (one object per line) or `text`"),
     Var("CONNECTOR_MAX_BODY_BYTES", "1048576", "largest webhook body accepted (413 above)"),
     Var(
+        "CONNECTOR_BODY_TIMEOUT_MS",
+        "10000",
+        "longest time a client may take to send a body (408 after; stops slow-body clients)",
+    ),
+    Var(
         "CONNECTOR_ACK_TIMEOUT_MS",
         "800",
         "longest wait for the broker's ack before answering 503 (Wix allows 1250 ms)",
@@ -105,6 +110,25 @@ VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_STANDBY_REPLICAS", "1", "standby copies of each table partition"),
     Var("CONNECTOR_DEDUPE_MEMORY", "1000", "recent event and movement ids kept per member"),
     Var("CONNECTOR_TENANTS_FILE", None, "TOML file of per-tenant provider secrets"),
+    Var(
+        "CONNECTOR_SCHEMA_REGISTRY_URL",
+        None,
+        "Confluent-compatible Schema Registry base URL (e.g. Apicurio's `.../apis/ccompat/v7`). "
+        "Set: the worker registers its schemas and writes the registry wire format",
+    ),
+    Var("CONNECTOR_SCHEMA_REGISTRY_USERNAME", None, "Schema Registry basic-auth user name"),
+    Var(
+        "CONNECTOR_SCHEMA_REGISTRY_PASSWORD",
+        None,
+        "Schema Registry basic-auth password",
+        secret=True,
+    ),
+    Var(
+        "CONNECTOR_SCHEMA_COMPATIBILITY",
+        "FULL_TRANSITIVE",
+        "compatibility rule the worker sets on its subjects: `BACKWARD`, `FORWARD`, `FULL` "
+        "(each also `_TRANSITIVE`), `NONE`, or `REGISTRY` (leave the registry's setting)",
+    ),
 ) + tuple(
     Var(f"CONNECTOR_{p.upper()}_{o.name}", o.default, o.help, o.secret)
     for p, opts in PROVIDER_OPTIONS.items()
@@ -224,6 +248,7 @@ class Settings:
     log_level: str
     log_format: str
     max_body_bytes: int
+    body_timeout_ms: int
     ack_timeout_ms: int
     max_in_flight: int
     idempotent_producer: bool
@@ -235,6 +260,10 @@ class Settings:
     dedupe_memory: int
     tenants_file: Path | None
     providers: Mapping[str, ProviderConfig] = field(repr=False)
+    schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: str | None = field(default=None, repr=False)
+    schema_compatibility: str = "FULL_TRANSITIVE"
 
     @property
     def topics(self) -> Topics:
@@ -292,6 +321,7 @@ class Settings:
             log_level=_choice(env, "CONNECTOR_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=_choice(env, "CONNECTOR_LOG_FORMAT", ("json", "text")),
             max_body_bytes=_int(env, "CONNECTOR_MAX_BODY_BYTES", 1024, 64 * 1024 * 1024),
+            body_timeout_ms=_int(env, "CONNECTOR_BODY_TIMEOUT_MS", 100, 600_000),
             ack_timeout_ms=_int(env, "CONNECTOR_ACK_TIMEOUT_MS", 50, 60_000),
             max_in_flight=_int(env, "CONNECTOR_MAX_IN_FLIGHT", 1, 1_000_000),
             idempotent_producer=_bool(env, "CONNECTOR_IDEMPOTENT_PRODUCER"),
@@ -305,7 +335,34 @@ class Settings:
             dedupe_memory=_int(env, "CONNECTOR_DEDUPE_MEMORY", 10, 1_000_000),
             tenants_file=Path(tenants_path) if tenants_path else None,
             providers={p: _provider_config(env, p, tenants.get(p, {})) for p in PROVIDER_KEYS},
+            schema_registry_url=_registry_url(env),
+            schema_registry_username=_get(env, "CONNECTOR_SCHEMA_REGISTRY_USERNAME"),
+            schema_registry_password=_get(env, "CONNECTOR_SCHEMA_REGISTRY_PASSWORD"),
+            schema_compatibility=_choice(env, "CONNECTOR_SCHEMA_COMPATIBILITY", COMPATIBILITY),
         )
+
+
+COMPATIBILITY = (
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+    "REGISTRY",
+)
+
+
+def _registry_url(env: Mapping[str, str]) -> str | None:
+    name = "CONNECTOR_SCHEMA_REGISTRY_URL"
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    url = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"{name}={raw!r}: expected an http:// or https:// URL")
+    return url
 
 
 def _option_values(get: Callable[[str], str | None], key: str, where: str) -> dict[str, str]:

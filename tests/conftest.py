@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from connector.embedded.kafka import KAFKA_VERSION, KafkaBroker
+from connector.embedded.registry import ApicurioRegistry
 
 
 class ExternalBroker:
@@ -75,3 +76,18 @@ def own_kafka(tmp_path: Path) -> Iterator[KafkaBroker]:
 def topic_prefix() -> str:
     """A fresh topic prefix, so tests sharing the session broker never see each other's data."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApicurioRegistry]:
+    """The session's Apicurio Registry (Confluent-compatible API at `.url`), in memory.
+
+    Fetched once from Maven Central (cached) and run with Java 17; if it cannot start, the
+    tests using it error with the reason, never skip.
+    """
+    registry = ApicurioRegistry(tmp_path_factory.mktemp("apicurio"))
+    registry.start()  # raises RegistryStartError with the registry's log tail
+    try:
+        yield registry
+    finally:
+        registry.cleanup()

@@ -148,7 +148,14 @@ class WebhookHandler:
                 request_id,
             )
 
-        body = await self._read_capped(request)
+        try:
+            body = await asyncio.wait_for(
+                self._read_capped(request), self.settings.body_timeout_ms / 1000
+            )
+        except TimeoutError:
+            resp = _json_error(408, "body not received in time", request_id)
+            resp.force_close()  # the rest of a trickled body is not worth waiting for
+            return resp
         if body is None:
             resp = _json_error(
                 413, f"body larger than {self.settings.max_body_bytes} bytes", request_id
@@ -259,7 +266,11 @@ def create_app(
     settings: Settings, producer: RawProducer, *, manage_producer: bool = True
 ) -> web.Application:
     """The bridge application. With `manage_producer`, it starts and stops the producer."""
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    # lingering_time: after a 408/413 aiohttp would keep reading a client's unread body for 10 s;
+    # half a second lets a real provider see the answer without feeding slow clients.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes + 1, handler_args={"lingering_time": 0.5}
+    )
     metrics = Metrics()
     handler = WebhookHandler(settings, producer, metrics)
     app[SETTINGS_KEY] = settings

@@ -56,6 +56,7 @@ def openapi_spec() -> dict[str, Any]:
         "400": _error("malformed request"),
         "401": _error("signature, token or shared header did not verify"),
         "404": _error("unknown or unconfigured provider or tenant"),
+        "408": _error("body not received within CONNECTOR_BODY_TIMEOUT_MS"),
         "413": _error("body larger than CONNECTOR_MAX_BODY_BYTES"),
         "429": _error("too many concurrent webhooks", retry_after=True),
         "503": _error("Kafka unavailable or slow to acknowledge; retry", retry_after=True),
