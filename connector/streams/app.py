@@ -21,13 +21,16 @@ from typing import Any
 import faust
 from faust.exceptions import SameNode
 from faust.streams import _current_event  # noqa: PLC2701 - see _as_current
+from faust.tables import TableManager
+from faust.tables.recovery import Recovery
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from connector.avro import AvroCodec, default_codec
+from connector.avro import AvroCodec
 from connector.domain.ledger import MemberState, apply
 from connector.errors import SchemaError
 from connector.models import DeadLetter, LoyaltyEvent, to_json_obj, utc
+from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.normalize import RawRecord, dead_letter, header_map, normalize
 
@@ -85,6 +88,37 @@ def _as_current(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
+class SeekBeforeResumeRecovery(Recovery):
+    """Faust's table recovery, with the stream flow stopped while partitions seek back.
+
+    faust-streaming 0.15.3 (`Recovery.on_recovery_completed`) resumes the newly assigned stream
+    partitions and only then seeks them to their committed offsets, while the consumer's flow
+    is already running (recovery resumed it to read changelogs). A fetch that lands in between
+    delivers records from before the seek and moves Faust's read offset past them; the records
+    re-fetched from the committed offset are then dropped as "already read" although nothing
+    processed them. Seen after `kill -9` of a worker: the survivor silently skipped the first
+    records of the partitions it took over, and their offsets were never committed. Stopping
+    the flow first makes the seek happen with nothing in flight; Faust resumes the flow itself
+    at the end of `on_recovery_completed`.
+    """
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        self.app.consumer.stop_flow()
+        await super().on_recovery_completed(generation_id)
+
+
+class ConnectorTableManager(TableManager):
+    """Faust's TableManager with `SeekBeforeResumeRecovery`."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekBeforeResumeRecovery(
+                self.app, self, beacon=self.beacon, loop=self.loop
+            )
+        return self._recovery
+
+
 def batches(stream: Any) -> Any:
     """Faust's take_events: lists of events, acked only after the loop body finishes."""
     return stream.take_events(BATCH_MAX, within=BATCH_WITHIN)
@@ -95,7 +129,7 @@ def faust_broker(settings: Settings) -> list[str]:
 
 
 def create_app(settings: Settings) -> Worker:
-    codec = default_codec()
+    codec = codec_for(settings)
     topics = settings.topics
     data_dir = settings.data_dir.resolve() / f"{settings.app_id}-{settings.web_port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +155,7 @@ def create_app(settings: Settings) -> Worker:
         stream_recovery_delay=0.0,
         producer_acks=-1,
         web_in_thread=False,
+        TableManager=ConnectorTableManager,
         loghandlers=[],
     )
     metrics = WorkerMetrics()
@@ -130,18 +165,46 @@ def create_app(settings: Settings) -> Worker:
     balances_topic = app.topic(topics.balances, partitions=settings.partitions, compacting=True)
     tiers_topic = app.topic(topics.tiers, partitions=settings.partitions, compacting=True)
     dlq_topic = app.topic(topics.dlq, partitions=settings.partitions)
-    # One record per member (str key = member key, JSON value = MemberState.to_json()), so an
-    # event's effect and its dedupe mark are a single changelog write.
+    # One record per member (key = the member key's UTF-8 bytes, JSON value =
+    # MemberState.to_json()), so an event's effect and its dedupe mark are a single changelog
+    # write. The key must be raw bytes, exactly the events topic's key: Faust's router finds a
+    # key's owner by hashing the *changelog* key, while the record lives in the partition of the
+    # events record that wrote it. Faust picks the table's serializers from key_type (a `str`
+    # key is JSON-encoded, '"k"', whatever a Schema says), so key_type=bytes it is.
     members = app.Table(
         "members",
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        key_type=bytes,
     )
     eos = settings.processing_guarantee == "exactly_once"
     memory = settings.dedupe_memory
 
-    async def send_dead_letter(dl: DeadLetter) -> Awaitable[Any]:
+    async def send(topic: Any, key: bytes, value: bytes, source: Any) -> Awaitable[Any]:
+        """Send an output of processing `source` (the event being processed).
+
+        exactly_once: Faust's TransactionManager puts a record into the transaction of its
+        *destination* partition, and commits a source partition's offsets with the transaction
+        of the *source* partition number. Both agents re-key (raw: delivery id → events:
+        member key), so an output usually lands in another partition's transaction, which
+        commits only when that partition's own input happens to commit, and aborts after the
+        transaction timeout if it does not: the output is lost while its input is committed.
+        So outputs go explicitly into the source partition's transaction (committed atomically
+        with the source offset), via the producer's per-transaction producers.
+        """
+        if not eos:
+            fut: Awaitable[Any] = await topic.send(key=key, value=value)
+            return fut
+        msg = source.message
+        transactional_id = (
+            f"{app.conf.id}-{app.assignor.group_for_topic(msg.topic)}-{msg.partition}"
+        )
+        sent: Awaitable[Any] = await app.producer.send(
+            topic.get_topic_name(), key, value, None, None, None, transactional_id=transactional_id
+        )
+        return sent
+
+    async def send_dead_letter(dl: DeadLetter, source: Any) -> Awaitable[Any]:
         metrics.dead_letters.labels(dl.stage).inc()
         log.warning(
             "dead letter (%s): %s: %s",
@@ -150,10 +213,7 @@ def create_app(settings: Settings) -> Worker:
             dl.error_message,
             extra={"delivery_id": dl.delivery_id, "provider": dl.provider},
         )
-        fut: Awaitable[Any] = await dlq_topic.send(
-            key=dl.delivery_id.encode(), value=codec.encode(dl)
-        )
-        return fut
+        return await send(dlq_topic, dl.delivery_id.encode(), codec.encode(dl), source)
 
     # -- normalize ----------------------------------------------------------------------------
 
@@ -166,10 +226,10 @@ def create_app(settings: Settings) -> Worker:
         metrics.raw.inc()
         futures: list[Awaitable[Any]] = []
         if result.dead_letter is not None:
-            futures.append(await send_dead_letter(result.dead_letter))
+            futures.append(await send_dead_letter(result.dead_letter, event))
         for ev, payload in result.events:
             metrics.events.labels(ev.type.value).inc()
-            futures.append(await events_topic.send(key=ev.member_key.encode(), value=payload))
+            futures.append(await send(events_topic, ev.member_key.encode(), payload, event))
         return futures
 
     @app.agent(raw_topic, name="normalize")
@@ -204,7 +264,11 @@ def create_app(settings: Settings) -> Worker:
             )
         key = loyalty.member_key
         if key not in states:
-            stored = members.get(key)
+            # The RocksDB store reads from the *current event's* partition; in a batch that is
+            # whichever event Faust or the previous write left current, possibly of another
+            # partition, and the member would look new (its state silently reset).
+            _as_current(event)
+            stored = members.get(key.encode())
             states[key] = MemberState.from_json(stored) if stored else None
         now = utc(datetime.now(UTC))
         try:
@@ -237,12 +301,12 @@ def create_app(settings: Settings) -> Worker:
                 states: dict[str, MemberState | None] = {}
                 key, outputs, dl = ledger_step(event, states)
                 if dl is not None:
-                    await send_dead_letter(dl)
+                    await send_dead_letter(dl, event)
                 for topic, kb, value in outputs:
-                    await topic.send(key=kb, value=value)
+                    await send(topic, kb, value, event)
                 state = states.get(key) if key else None
                 if key and state is not None:
-                    members[key] = state.to_json()
+                    members[key.encode()] = state.to_json()
             return
         async for batch in batches(stream):
             states = {}
@@ -251,17 +315,17 @@ def create_app(settings: Settings) -> Worker:
             for event in batch:
                 key, outputs, dl = ledger_step(event, states)
                 if dl is not None:
-                    futures.append(await send_dead_letter(dl))
+                    futures.append(await send_dead_letter(dl, event))
                 if key is not None:
                     owner[key] = event
                 for topic, kb, value in outputs:
-                    futures.append(await topic.send(key=kb, value=value))
+                    futures.append(await send(topic, kb, value, event))
             await asyncio.gather(*futures)  # outputs durable before their dedupe marks
             for key, event in owner.items():
                 state = states[key]
                 if state is not None:
                     _as_current(event)
-                    members[key] = state.to_json()
+                    members[key.encode()] = state.to_json()
 
     # -- web ----------------------------------------------------------------------------------
 
@@ -274,14 +338,14 @@ def create_app(settings: Settings) -> Worker:
             try:
                 # Faust's table routing: answered here if we own the key's partition,
                 # else proxied to the worker that does.
-                return await app.router.route_req(members.name, key, self.web, request)
+                return await app.router.route_req(members.name, key.encode(), self.web, request)
             except SameNode:
                 pass
             except Exception as exc:
                 if type(exc).__name__ == "ServiceUnavailable":
                     return self.json({"error": "members table is rebalancing; retry"}, status=503)
                 raise
-            stored = members.get(key)
+            stored = members.get(key.encode())
             if not stored:
                 return self.json({"error": f"unknown member {key}"}, status=404)
             return self.json(member_json(MemberState.from_json(stored)))
