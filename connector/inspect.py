@@ -69,6 +69,7 @@ async def tail(
     """Print a topic's records from the beginning as JSON lines; with `follow`, keep going."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
+        isolation_level="read_committed",  # never show records of aborted transactions
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

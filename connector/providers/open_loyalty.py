@@ -61,10 +61,10 @@ https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/
 # |   CustomerBoughtReward                    |                      | costInPoints; no delta
 # | account.expiring_points_notification /    | POINTS_EXPIRING      | points, pointsWillExpire;
 # |   PointsWillExpire                        |                      | no delta
-# | account.points_transfer                   | POINTS_ADJUSTED if   | points_delta=+value (adding,
-# |                                           |   issuer admin, else | p2p_adding) / -value
-# |                                           |   POINTS_EARNED or   | (spending, subtracting,
-# |                                           |   POINTS_REDEEMED    | p2p_spending...),
+# | account.points_transfer                   | POINTS_EARNED or     | points_delta=+value (adding,
+# |                                           |   POINTS_REDEEMED    | p2p_adding) / -value
+# |                                           |   (any issuer)       | (spending, subtracting,
+# |                                           |                      | p2p_spending...),
 # |                                           |                      | movement_id=pointsTransferId;
 # |                                           | POINTS_PENDING       | state pending: no movement_id
 # |                                           | OTHER                | other state or unknown type
@@ -504,7 +504,6 @@ def _expiring(d: _Delivery) -> LoyaltyEvent:
 def _points_transfer(d: _Delivery) -> LoyaltyEvent:
     transfer_type = (_text(d.data.get("type")) or "").lower()
     state = (_text(d.data.get("state")) or "active").lower()
-    issuer = (_text(d.data.get("issuer")) or "").lower()
     attributes = _attrs(
         d.data, "type", "state", "issuer", "pointsTransferId", "accountId", "expiresAt"
     )
@@ -524,10 +523,10 @@ def _points_transfer(d: _Delivery) -> LoyaltyEvent:
             occurred_at=occurred_at,
             attributes=attributes,
         )
-    if issuer == "admin":
-        kind = EventType.POINTS_ADJUSTED
-    else:
-        kind = EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED
+    # Same kinds as account.available_points_amount_changed for the same transfer: the two
+    # webhooks share a movement_id and the first to arrive is booked, so if their kinds differed
+    # the member's lifetime counters would depend on arrival order. The issuer stays an attribute.
+    kind = EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED
     return d.event(
         kind,
         points_delta=delta,
