@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from connector.errors import BrokerError
 from connector.settings import Settings
@@ -43,9 +43,29 @@ async def ensure_topics(
             except TopicAlreadyExistsError:
                 pass
             log.info("created topics %s", ", ".join(t.name for t in missing))
-    except (TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError, KafkaError) as exc:
         raise BrokerError(
             f"cannot reach Kafka at {settings.bootstrap_servers} to create topics: {exc}"
         ) from None
     finally:
         await admin.close()
+
+
+async def wait_and_ensure_topics(
+    settings: Settings, names: list[str] | None = None, patience: float = 120
+) -> None:
+    """`ensure_topics`, retried while the broker is unreachable (a process started during a
+    broker restart waits for it instead of exiting), giving up after `patience` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.5
+    while True:
+        try:
+            await ensure_topics(settings, names, timeout=min(30.0, patience))
+            return
+        except BrokerError as exc:
+            if loop.time() + delay >= deadline:
+                raise
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from connector.bridge.app import create_app
 from connector.bridge.producer import KafkaRawProducer
-from connector.kafka_admin import ensure_topics
+from connector.kafka_admin import wait_and_ensure_topics
 from connector.settings import Settings
 
 log = logging.getLogger("connector.bridge")
@@ -24,7 +24,7 @@ def run_bridge(settings: Settings) -> int:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(settings, [settings.topics.raw]))
+    loop.run_until_complete(wait_and_ensure_topics(settings, [settings.topics.raw]))
     app = create_app(settings, KafkaRawProducer(settings))
     log.info(
         "bridge listening on http://%s:%d (raw topic %s)",

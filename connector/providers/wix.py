@@ -319,6 +319,9 @@ def _compact(value: Any) -> str:
 def _number(value: Any) -> Any:
     # parse_json reads floats as Decimal; write them back as the same JSON number.
     if isinstance(value, Decimal):
+        # int(Decimal("1e999999999")) would take minutes (found by benchmarks/fuzz.py)
+        if value.is_finite() and abs(value.adjusted()) > 400:
+            raise DecodeError(f"number {value} is out of range")
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 

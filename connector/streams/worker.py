@@ -7,7 +7,7 @@ import logging
 
 from faust.worker import Worker as FaustWorker
 
-from connector.kafka_admin import ensure_topics
+from connector.kafka_admin import wait_and_ensure_topics
 from connector.registry import register_schemas
 from connector.settings import Settings
 from connector.streams.app import create_app
@@ -18,7 +18,7 @@ log = logging.getLogger("connector.worker")
 def run_worker(settings: Settings) -> int:
     # Source topics must exist before the consumer subscribes (Faust only creates its own
     # changelog topics); the bridge creates the raw topic too, whichever starts first.
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(wait_and_ensure_topics(settings))
     # Registry mode: every output schema is registered (and checked against the subject's
     # compatibility rule) before Faust starts; a refusal stops the worker with a RegistryError.
     ids = register_schemas(settings)

@@ -1,0 +1,1361 @@
+"""Soak with faults: real processes, a generated workload with trouble, an independent oracle.
+
+    .venv/bin/python benchmarks/soak.py [--minutes M] [--members N] [--rate R]
+        [--faults all|none|broker,worker,rebalance,bridge] [--quick] [--out FILE] [--seed S]
+
+Runs Apache Kafka (`KafkaBroker`, KRaft, its own data dir), one `loyalty-connector bridge` and two
+`loyalty-connector worker` processes (one app id, each with its own CONNECTOR_WEB_PORT and
+CONNECTOR_DATA_DIR), started through the integration harness (`tests/integration/harness.py`).
+For M minutes it sends about R webhooks/s (trouble included), signed as each of the four
+providers would sign them, for N members, with trouble mixed in:
+
+* duplicate deliveries (the same bytes and headers sent again, as a provider retry is);
+* one movement described by two webhooks: Open Loyalty `account.points_transfer` and
+  `account.available_points_amount_changed` with the same `pointsTransferId`; Voucherify's
+  distribution `points_added` and project `transaction.created` with the same `vtx_` id;
+* late deliveries (held back for seconds), which for Wix (revisions) and Gameball (created_at)
+  snapshots means a stale snapshot arriving after a newer one;
+* forged requests (signed with the wrong secret, or a correctly signed body with one byte added:
+  the signature covers the exact bytes), which must get 401;
+* oversized requests (over CONNECTOR_MAX_BODY_BYTES, set to 64 KiB here), which must get 413;
+* poison: a correctly signed Open Loyalty webhook without `customerId` (the bridge must accept it,
+  the worker must dead-letter it).
+
+Senders behave like providers: a delivery counts as acknowledged only on 200; a 503, a 429, a
+connection error or a timeout is retried with exponential backoff (0.25 s doubling, at most
+Retry-After or 4 s, with jitter) until the retry horizon (10 minutes; 90 s with --quick).
+
+Faults (`--faults`, default all): `broker` stops Apache Kafka with SIGTERM and later with SIGKILL
+and restarts it on the same ports and data; `worker` kills a worker with SIGKILL and restarts it
+(same port, same data dir); `rebalance` adds a third worker mid-run (and, in the combined phase,
+stops it again with SIGTERM); `bridge` restarts the bridge (SIGTERM, then a new process on the
+same port). Each kind runs on its own, then (full runs) several at once. A supervisor restarts a
+process that exits by itself (as systemd or Kubernetes would) and counts it.
+
+The ORACLE is computed here from the generated movements (each member's true balance and tier
+after its last movement), independently of `connector.domain.ledger`. At the end (after a drain
+period: senders done, worker group committed past the end of raw and events) the scoreboard is
+printed and written to benchmarks/results/soak.json (and a timeline PNG); the exit status is 1
+when any must-be-0 figure is not 0, 2 when the processes could not be started.
+
+"Counted twice" means: one provider movement (member + movement id + phase, where pending and
+canceled are phases of their own) with two or more *different* LedgerEntry ids, or a member whose
+distinct ledger entries (by entry_id) do not add up to the oracle's balance. Re-emissions of an
+entry with the same entry_id (at-least-once after a crash) are counted separately and must carry
+identical numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import heapq
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+
+from connector.avro import default_codec  # noqa: E402
+from connector.embedded.kafka import KafkaBroker  # noqa: E402
+from connector.providers import PROVIDERS  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    Bridge,
+    Delivery,
+    Harness,
+    Proc,
+    WorkerProc,
+    gb_profile,
+    ol_level_changed,
+    ol_points_changed,
+    ol_points_transfer,
+    sign,
+    vf_points_added,
+    vf_tier_joined,
+    vf_transaction_created,
+    wix_account,
+)
+from tests.support import other_wix_keypair, test_secrets  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+KINDS = ("broker", "worker", "rebalance", "bridge")
+PROVIDER_KEYS = ("open_loyalty", "voucherify", "gameball", "wix")
+WIX_POINTS = "wix.loyalty.v1.account_points_updated"
+WIX_SITE = "soak-site"
+MAX_BODY = 64 * 1024
+# Faust reads these from the environment: notice a killed worker in ~6 s instead of 60 s
+FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+OL_TIERS = [("lvl-bronze", "Bronze"), ("lvl-silver", "Silver"), ("lvl-gold", "Gold")]
+VF_TIERS = [("ltr_bronze", "Bronze"), ("ltr_silver", "Silver"), ("ltr_gold", "Gold")]
+GB_TIERS = [("Bronze", 1), ("Silver", 2), ("Gold", 3)]
+WIX_TIERS = ["tier-a", "tier-b", "tier-c"]
+
+
+def log(msg: str) -> None:
+    print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the workload and its oracle
+
+
+@dataclass
+class Member:
+    provider: str
+    customer: str
+    tenant: str
+    balance: int = 0
+    earned: int = 0
+    redeemed: int = 0
+    movements: int = 0
+    revision: int = 0
+    tier: dict[str, Any] | None = None  # the oracle's tier: the fields the provider sends
+    movement_ids: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}:{self.tenant}:{self.customer}"
+
+
+@dataclass
+class Item:
+    """One HTTP delivery to make (an attempt history is kept per item)."""
+
+    kind: str  # valid, duplicate, forged, oversized, poison
+    delivery: Delivery
+    member: str | None
+    late: bool = False
+    attempts: list[tuple[float, float, int]] = field(default_factory=list)  # start, s, status
+    status: int | None = None  # final
+    request_id: str | None = None
+    gave_up: bool = False
+
+    @property
+    def expected(self) -> int:
+        return {"forged": 401, "oversized": 413}.get(self.kind, 200)
+
+
+class Workload:
+    """Generates members' movements, the webhooks describing them, trouble, and the oracle."""
+
+    def __init__(self, members: int, seed: int, quick: bool) -> None:
+        self.rng = random.Random(seed)
+        run = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
+        self.members: list[Member] = []
+        for i in range(members):
+            p = PROVIDER_KEYS[i % 4]
+            tenant = WIX_SITE if p == "wix" else "default"
+            self.members.append(Member(p, f"{p[:2]}-{run}-{i}", tenant))
+        # provider time: strictly increasing, one second per movement (unique per member)
+        self.t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+        self.seq = 0
+        self.steps = 0
+        self.ids = itertools.count(1)
+        self.late_range = (2.0, 8.0) if quick else (5.0, 40.0)
+        self.p_dup, self.p_late, self.p_forged, self.p_big, self.p_poison = (
+            0.06,
+            0.05,
+            0.012,
+            0.006,
+            0.004,
+        )
+        self.poison_bodies: set[bytes] = set()
+        self.forged_bodies: set[bytes] = set()
+        self.big_bodies: set[bytes] = set()
+
+    def at(self) -> str:
+        self.seq += 1
+        return (self.t0 + timedelta(seconds=self.seq)).isoformat().replace("+00:00", "Z")
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self.ids)}"
+
+    def step(self) -> list[Item]:
+        """One movement (or tier change) of a random member: its webhooks, plus trouble."""
+        rng = self.rng
+        self.steps += 1
+        always = self.steps in (3, 60, 200)  # every run, however short, has each kind of trouble
+        m = rng.choice(self.members)
+        items = [Item("valid", d, m.key) for d in self._movement(m)]
+        rng.shuffle(items)  # e.g. amount_changed before points_transfer
+        out: list[Item] = []
+        for it in items:
+            out.append(it)
+            if rng.random() < self.p_dup:
+                out.append(Item("duplicate", it.delivery, m.key))
+        if always or rng.random() < self.p_forged:
+            out.append(Item("forged", self._forged(m), m.key))
+        if always or rng.random() < self.p_big:
+            out.append(Item("oversized", self._oversized(m), m.key))
+        if always or rng.random() < self.p_poison:
+            body = ol_points_changed(None, self.next_id("poison-"), 5, "add", 5, self.at())
+            d = sign("open_loyalty", body)
+            self.poison_bodies.add(d.body)
+            out.append(Item("poison", d, None))
+        return out
+
+    def _movement(self, m: Member) -> list[Delivery]:
+        rng = self.rng
+        tier_change = rng.random() < 0.08 or (m.tier is None and m.provider in ("gameball",))
+        spend = m.balance >= 20 and rng.random() < 0.35
+        value = rng.randint(1, min(m.balance, 60)) if spend else rng.randint(1, 120)
+        if m.provider in ("open_loyalty", "voucherify") and tier_change and m.movements > 0:
+            return [self._tier(m)]
+        m.movements += 1
+        m.balance += -value if spend else value
+        if spend:
+            m.redeemed += value
+        else:
+            m.earned += value
+        at = self.at()
+        if m.provider == "open_loyalty":
+            tid = self.next_id(f"{m.customer}-T")
+            m.movement_ids.append(tid)
+            kind = "spending" if spend else "adding"
+            change = "subtract" if spend else "add"
+            return [
+                sign("open_loyalty", ol_points_transfer(m.customer, tid, value, at, kind=kind)),
+                sign(
+                    "open_loyalty",
+                    ol_points_changed(m.customer, tid, value, change, m.balance, at),
+                ),
+            ]
+        if m.provider == "voucherify":
+            vtx = self.next_id("vtx_")
+            m.movement_ids.append(vtx)
+            if spend:
+                return [
+                    sign(
+                        "voucherify",
+                        vf_transaction_created(
+                            m.customer,
+                            self.next_id("evt_"),
+                            vtx,
+                            "POINTS_REDEMPTION",
+                            -value,
+                            m.balance,
+                            at,
+                        ),
+                    )
+                ]
+            args = (vtx, "POINTS_ADDITION", value, m.balance, at)
+            return [
+                sign("voucherify", vf_points_added(m.customer, self.next_id("evt_"), *args)),
+                sign("voucherify", vf_transaction_created(m.customer, self.next_id("evt_"), *args)),
+            ]
+        if m.provider == "gameball":
+            if tier_change:
+                name, order = rng.choice(GB_TIERS)
+                m.tier = {"name": name, "order": order}
+            assert m.tier is not None
+            doc = gb_profile(
+                m.customer,
+                at,
+                activated=m.balance,
+                pending=0,
+                tier=m.tier["name"],
+                tier_order=m.tier["order"],
+            )
+            return [sign("gameball", doc)]
+        # wix
+        if tier_change:
+            m.tier = {"id": rng.choice(WIX_TIERS)}
+        m.revision += 1
+        doc = wix_account(
+            WIX_POINTS,
+            WIX_SITE,
+            m.customer,
+            self.next_id(f"{m.customer}-e"),
+            at,
+            revision=m.revision,
+            balance=m.balance,
+            earned=m.earned,
+            redeemed=m.redeemed,
+            tier_id=m.tier["id"] if m.tier else None,
+        )
+        return [sign("wix", doc)]
+
+    def _tier(self, m: Member) -> Delivery:
+        at = self.at()
+        if m.provider == "open_loyalty":
+            lid, name = self.rng.choice(OL_TIERS)
+            m.tier = {"id": lid, "name": name}
+            return sign("open_loyalty", ol_level_changed(m.customer, lid, name, at))
+        tid, name = self.rng.choice(VF_TIERS)
+        m.tier = {"id": tid, "name": name}
+        return sign("voucherify", vf_tier_joined(m.customer, self.next_id("evt_"), tid, name, at))
+
+    def _bogus(self, m: Member) -> tuple[str, bytes]:
+        """A payload that would add a million points to `m` if anyone accepted it."""
+        at = self.at()
+        if m.provider == "open_loyalty":
+            doc = ol_points_changed(m.customer, self.next_id("forged-"), 10**6, "add", 10**6, at)
+        elif m.provider == "voucherify":
+            doc = vf_transaction_created(
+                m.customer,
+                self.next_id("forged"),
+                "vtx_forged",
+                "POINTS_ADDITION",
+                10**6,
+                10**6,
+                at,
+            )
+        elif m.provider == "gameball":
+            doc = gb_profile(
+                m.customer, at, activated=10**6, pending=0, tier="Forged", tier_order=9
+            )
+        else:
+            doc = wix_account(
+                WIX_POINTS,
+                WIX_SITE,
+                m.customer,
+                self.next_id("forged-"),
+                at,
+                revision=10**6,
+                balance=10**6,
+                earned=10**6,
+            )
+        return m.provider, json.dumps(doc).encode()
+
+    def _forged(self, m: Member) -> Delivery:
+        provider, body = self._bogus(m)
+        if self.rng.random() < 0.5:  # signed with a secret that is not the bridge's
+            secrets = {
+                "gameball": {"secret_key": "not-the-secret"},
+                "open_loyalty": {
+                    "header_name": "X-OL-Token",
+                    "header_value": "not-the-token",
+                    "hmac_secret": "not-the-hmac",
+                },
+                "voucherify": {"secret_key": "not-the-secret"},
+                "wix": {
+                    "public_key": other_wix_keypair()[1],
+                    "private_key": other_wix_keypair()[0],
+                },
+            }[provider]
+            signed, headers = PROVIDERS[provider].sign(body, secrets)
+        else:  # correctly signed, then one signed byte changed (JWT: in the claims segment)
+            signed, headers = PROVIDERS[provider].sign(body, test_secrets()[provider])
+            if provider == "wix":
+                head, claims, sig = signed.split(b".")
+                i = len(claims) // 2
+                flipped = b"A" if claims[i : i + 1] != b"A" else b"B"
+                signed = b".".join([head, claims[:i] + flipped + claims[i + 1 :], sig])
+            else:
+                signed = signed.replace(b"1000000", b"9000000", 1)
+        self.forged_bodies.add(signed)
+        return Delivery(provider, signed, headers)
+
+    def _oversized(self, m: Member) -> Delivery:
+        provider, body = self._bogus(m)
+        doc = json.loads(body)
+        doc["padding"] = "x" * (MAX_BODY + 1024)
+        d = sign(provider, doc)
+        self.big_bodies.add(d.body)
+        return d
+
+    def oracle(self) -> dict[str, Member]:
+        return {m.key: m for m in self.members if m.movements or m.tier is not None}
+
+
+# ---------------------------------------------------------------------------------------------
+# the senders
+
+
+class Sender:
+    """Its own thread and event loop: schedules items, posts them, retries like providers."""
+
+    def __init__(self, url: str, workload: Workload, rate: float, quick: bool) -> None:
+        self.url, self.workload, self.rate = url, workload, rate
+        self.horizon = 90.0 if quick else 600.0
+        self.items: list[Item] = []
+        self.start = time.monotonic()
+        self.stop_generating = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sender", daemon=True)
+
+    def begin(self) -> None:
+        self.start = time.monotonic()
+        self.thread.start()
+
+    def now(self) -> float:
+        return time.monotonic() - self.start
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+            traceback.print_exc()
+        finally:
+            self.done.set()
+
+    async def _main(self) -> None:
+        heap: list[tuple[float, int, Item]] = []
+        order = itertools.count()
+        tasks: set[asyncio.Task[None]] = set()
+        sem = asyncio.Semaphore(48)
+        connector = aiohttp.TCPConnector(limit=48)
+        timeout = aiohttp.ClientTimeout(total=10)
+        generated = 0.0
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+            while True:
+                now = self.now()
+                if not self.stop_generating.is_set():
+                    while generated < now * self.rate:
+                        for it in self.workload.step():
+                            delay = 0.0
+                            if it.kind == "duplicate":
+                                delay = self.workload.rng.uniform(0.0, 3.0)
+                            if self.workload.rng.random() < self.workload.p_late:
+                                delay += self.workload.rng.uniform(*self.workload.late_range)
+                                it.late = True
+                            heapq.heappush(heap, (now + delay, next(order), it))
+                            generated += 1
+                while heap and heap[0][0] <= now:
+                    _, _, it = heapq.heappop(heap)
+                    self.items.append(it)
+                    task = asyncio.ensure_future(self._deliver(http, sem, it))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if self.stop_generating.is_set() and not heap and not tasks:
+                    return
+                await asyncio.sleep(0.02)
+
+    async def _deliver(self, http: aiohttp.ClientSession, sem: asyncio.Semaphore, it: Item) -> None:
+        d = it.delivery
+        first = self.now()
+        for attempt in itertools.count():
+            retry_after = 4.0
+            started = self.now()
+            status = 0
+            try:
+                async with sem, http.post(self.url + d.path, data=d.body, headers=d.headers) as r:
+                    text = await r.text()
+                    status = r.status
+                    if status == 200:
+                        it.request_id = str(json.loads(text)["request_id"])
+                    try:
+                        retry_after = float(r.headers.get("Retry-After", "4"))
+                    except ValueError:
+                        pass
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                status = 0  # connection refused/reset or no answer in time
+            it.attempts.append((started, self.now() - started, status))
+            if status not in (0, 429, 503):
+                it.status = status
+                return
+            if self.now() - first > self.horizon:
+                it.status, it.gave_up = status, True
+                return
+            backoff = min(0.25 * 2**attempt, retry_after, 4.0)
+            await asyncio.sleep(backoff * self.workload.rng.uniform(0.5, 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka reading
+
+
+@dataclass
+class RawRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+
+async def _read(bootstrap: str, topic: str, timeout: float = 120) -> list[RawRecord]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list[RawRecord] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= end[tp] for tp in tps):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not read {topic} to its end {end}: at {positions}")
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, messages in batch.items():
+                for msg in messages:
+                    headers = {k: v for k, v in (msg.headers or ())}
+                    out.append(RawRecord(tp.partition, msg.offset, msg.key, msg.value, headers))
+    finally:
+        await consumer.stop()
+    return out
+
+
+def read_topic(bootstrap: str, topic: str) -> list[RawRecord]:
+    return asyncio.run(_read(bootstrap, topic))
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """End offsets of every partition of `topics` (those that exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+    finally:
+        await consumer.stop()
+
+
+async def _committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        got = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: m.offset for tp, m in got.items() if m.offset >= 0}
+
+
+async def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Records of `topics` the group has not committed past (-1 if it cannot tell)."""
+    end = await _end_offsets(bootstrap, topics)
+    if not end:
+        return -1
+    committed = await _committed(bootstrap, group)
+    return sum(max(0, e - committed.get(tp, 0)) for tp, e in end.items())
+
+
+def run_async(coro: Any, timeout: float = 20) -> Any:
+    """`asyncio.run` with a deadline; None when Kafka does not answer (e.g. it is down)."""
+    try:
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+    except (Exception, asyncio.CancelledError):
+        return None
+
+
+def lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    got = run_async(_lag(bootstrap, group, topics))
+    return -1 if got is None else int(got)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run: processes, faults, supervisor
+
+
+@dataclass
+class Fault:
+    name: str
+    kind: str
+    t0: float = 0.0  # seconds since the sender started
+    repaired: float | None = None  # the restart (or addition) was done
+    bridge_200_s: float | None = None  # first 200 to a request sent after t0
+    workers_ready_s: float | None = None  # every live worker's /readyz is 200
+    caught_up_s: float | None = None  # the group committed past what raw+events held when ready
+    end: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.quick = args.quick
+        self.tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+        self.broker = KafkaBroker(self.tmp / "kafka")
+        self.h: Harness | None = None
+        self.bridge: Bridge | None = None
+        self.bridge_port = 0
+        self.workers: dict[str, WorkerProc] = {}
+        self.lock = threading.Lock()
+        self.busy: set[str] = set()  # processes a fault is handling (the supervisor keeps off)
+        self.unexpected_exits: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self.sender: Sender | None = None
+        self.stopping = threading.Event()
+
+    # -- processes -------------------------------------------------------------------------
+
+    @property
+    def harness(self) -> Harness:
+        assert self.h is not None
+        return self.h
+
+    def setup(self) -> None:
+        log(f"starting Apache Kafka in {self.tmp}")
+        self.broker.start()
+        self.h = Harness(self.broker.bootstrap, f"soak{uuid.uuid4().hex[:6]}", self.tmp)
+        self.harness.base_env.update(
+            CONNECTOR_PARTITIONS="4",
+            CONNECTOR_MAX_BODY_BYTES=str(MAX_BODY),
+            CONNECTOR_ACK_TIMEOUT_MS="2000",
+            CONNECTOR_LOG_LEVEL="INFO",
+            **FAST_FAILOVER,
+        )
+        self.bridge = self.harness.start_bridge()
+        self.bridge_port = self.bridge.port
+        log(f"bridge at {self.bridge.url}; starting two workers")
+        for name in ("worker-a", "worker-b"):
+            self.workers[name] = self.harness.start_worker(name, wait=False)
+        for w in self.workers.values():
+            self.harness.wait_ready(w)
+        log("workers ready")
+
+    def start_bridge(self) -> Bridge:
+        h = self.harness
+        bridge = Bridge(
+            "bridge",
+            h.env(CONNECTOR_BRIDGE_PORT=str(self.bridge_port)),
+            h.tmp / "bridge.log",
+            self.bridge_port,
+        )
+        h.procs.append(bridge)
+        self.bridge = bridge
+        return bridge
+
+    def restart_worker(self, name: str) -> WorkerProc:
+        old = self.workers[name]
+        w = self.harness.start_worker(name, port=old.port, data_dir=old.data_dir, wait=False)
+        self.workers[name] = w
+        return w
+
+    def supervise(self) -> None:
+        """Restart processes that exit on their own (and count them)."""
+        while not self.stopping.wait(1.0):
+            with self.lock:
+                procs: list[tuple[str, Proc]] = [(n, w) for n, w in self.workers.items()]
+                if self.bridge is not None:
+                    procs.append(("bridge", self.bridge))
+                for name, p in procs:
+                    if name in self.busy or p.alive:
+                        continue
+                    code = p.popen.returncode
+                    t = self.sender.now() if self.sender else 0.0
+                    log(f"{name} exited by itself ({code}); restarting it")
+                    self.unexpected_exits.append(
+                        {"process": name, "code": code, "t": round(t, 1), "log": p.log_tail(1500)}
+                    )
+                    if name == "bridge":
+                        self.start_bridge()
+                    else:
+                        self.restart_worker(name)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _http_ok(self, url: str) -> bool:
+        async def get() -> int:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+                async with http.get(url) as resp:
+                    return resp.status
+
+        try:
+            return asyncio.run(get()) == 200
+        except Exception:
+            return False
+
+    def _poll(self, check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(interval)
+        return False
+
+    def workers_ready(self) -> bool:
+        with self.lock:
+            urls = [w.url for w in self.workers.values()]
+        return all(self._http_ok(u + "/readyz") for u in urls)
+
+    def measure(self, f: Fault) -> None:
+        """Recovery after a fault: workers ready, then the group caught up with the backlog."""
+        assert self.sender is not None
+        h = self.harness
+        timeout = 120 if self.quick else 300
+        if self._poll(self.workers_ready, timeout):
+            f.workers_ready_s = round(self.sender.now() - f.t0, 2)
+        else:
+            f.notes.append(f"workers not all ready within {timeout}s")
+        topics = [h.topic("raw"), h.topic("events")]
+        target = self._ends(topics)
+        if target is not None:
+
+            def caught() -> bool:
+                committed = self._committed(topics)
+                return committed is not None and all(
+                    committed.get(tp, 0) >= end for tp, end in target.items()
+                )
+
+            if self._poll(caught, timeout, 1.0):
+                f.caught_up_s = round(self.sender.now() - f.t0, 2)
+            else:
+                f.notes.append(f"group not caught up within {timeout}s")
+        f.end = round(self.sender.now(), 2)
+
+    def _ends(self, topics: list[str]) -> dict[TopicPartition, int] | None:
+        for _ in range(30):
+            got = run_async(_end_offsets(self.broker.bootstrap, topics))
+            if got:
+                return dict(got)
+            time.sleep(1)
+        return None
+
+    def _committed(self, topics: list[str]) -> dict[TopicPartition, int] | None:
+        got = run_async(_committed(self.broker.bootstrap, self.harness.app_id))
+        return None if got is None else {tp: o for tp, o in got.items() if tp.topic in topics}
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def fault(self, name: str, kind: str, action: Callable[[Fault], None]) -> Fault:
+        assert self.sender is not None
+        f = Fault(name, kind, t0=round(self.sender.now(), 2))
+        self.faults.append(f)
+        log(f"fault {name} at t={f.t0:.0f}s")
+        try:
+            action(f)
+        except Exception as exc:  # recorded; the scoreboard shows it
+            f.notes.append(f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        f.repaired = round(self.sender.now(), 2)
+        self.measure(f)
+        log(
+            f"fault {name}: repaired {f.repaired - f.t0:.1f}s, workers ready "
+            f"{f.workers_ready_s}s, caught up {f.caught_up_s}s {'; '.join(f.notes)}"
+        )
+        return f
+
+    def broker_bounce(self, sig: int, outage: float) -> Callable[[Fault], None]:
+        def action(f: Fault) -> None:
+            self.broker.stop(sig)
+            time.sleep(outage)
+            self.broker.start()
+
+        return action
+
+    def worker_kill(self, name: str) -> Callable[[Fault], None]:
+        def action(f: Fault) -> None:
+            with self.lock:
+                self.busy.add(name)
+            try:
+                self.workers[name].kill()
+                time.sleep(2 if self.quick else 5)
+                with self.lock:
+                    self.restart_worker(name)
+            finally:
+                with self.lock:
+                    self.busy.discard(name)
+
+        return action
+
+    def worker_add(self, name: str) -> Callable[[Fault], None]:
+        def action(f: Fault) -> None:
+            with self.lock:
+                self.workers[name] = self.harness.start_worker(name, wait=False)
+
+        return action
+
+    def worker_remove(self, name: str) -> Callable[[Fault], None]:
+        def action(f: Fault) -> None:
+            with self.lock:
+                self.busy.add(name)
+                w = self.workers.pop(name)
+            try:
+                w.stop()
+            except AssertionError as exc:
+                f.notes.append(str(exc).splitlines()[0])
+            finally:
+                with self.lock:
+                    self.busy.discard(name)
+
+        return action
+
+    def bridge_restart(self, f: Fault) -> None:
+        with self.lock:
+            self.busy.add("bridge")
+            old = self.bridge
+        try:
+            assert old is not None
+            try:
+                old.stop()
+            except AssertionError as exc:
+                f.notes.append(str(exc).splitlines()[0])
+            with self.lock:
+                self.start_bridge()
+            if not self._poll(lambda: self._http_ok(f"{old.url}/readyz"), 60, 0.2):
+                f.notes.append("bridge not ready within 60s")
+        finally:
+            with self.lock:
+                self.busy.discard("bridge")
+
+    def combined(self, f: Fault) -> None:
+        """Several at once: broker SIGKILL + a worker SIGKILL + bridge restart + scale-in."""
+        threads = [
+            threading.Thread(target=self.broker_bounce(signal.SIGKILL, 8), args=(f,)),
+            threading.Thread(target=self.worker_kill("worker-a"), args=(f,)),
+            threading.Thread(target=self.bridge_restart, args=(f,)),
+        ]
+        if "worker-c" in self.workers:
+            threads.append(threading.Thread(target=self.worker_remove("worker-c"), args=(f,)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def schedule(self, kinds: set[str]) -> list[tuple[float, str, str, Callable[[Fault], None]]]:
+        """(seconds after start, name, kind, action) of each fault in this run."""
+        duration = self.args.minutes * 60
+        plan: list[tuple[float, str, str, Callable[[Fault], None]]] = []
+        if self.quick:
+            plan = [
+                (5, "worker-b SIGKILL + restart", "worker", self.worker_kill("worker-b")),
+                (14, "bridge restart", "bridge", self.bridge_restart),
+                (20, "worker-c added (rebalance)", "rebalance", self.worker_add("worker-c")),
+                (
+                    34,
+                    "broker SIGKILL + restart",
+                    "broker",
+                    self.broker_bounce(signal.SIGKILL, 3),
+                ),
+            ]
+        else:
+            plan = [
+                (
+                    0.07,
+                    "broker SIGTERM + restart",
+                    "broker",
+                    self.broker_bounce(signal.SIGTERM, 10),
+                ),
+                (
+                    0.19,
+                    "broker SIGKILL + restart",
+                    "broker",
+                    self.broker_bounce(signal.SIGKILL, 10),
+                ),
+                (0.31, "worker-b SIGKILL + restart", "worker", self.worker_kill("worker-b")),
+                (0.43, "worker-c added (rebalance)", "rebalance", self.worker_add("worker-c")),
+                (0.55, "bridge restart", "bridge", self.bridge_restart),
+                (0.68, "together: broker, worker, bridge, worker-c out", "all", self.combined),
+            ]
+            plan = [(frac * duration, n, k, a) for frac, n, k, a in plan]
+        return [p for p in plan if p[2] in kinds or (p[2] == "all" and kinds == set(KINDS))]
+
+    # -- the whole run ---------------------------------------------------------------------
+
+    def run(self, workload: Workload) -> dict[str, Any]:
+        args = self.args
+        kinds = set(args.faults)
+        assert self.bridge is not None
+        self.sender = Sender(self.bridge.url, workload, args.rate, self.quick)
+        supervisor = threading.Thread(target=self.supervise, daemon=True)
+        supervisor.start()
+        self.sender.begin()
+        duration = args.minutes * 60
+        for at_s, name, kind, action in self.schedule(kinds):
+            while self.sender.now() < at_s:
+                time.sleep(0.2)
+            self.fault(name, kind, action)
+        while self.sender.now() < duration:
+            time.sleep(0.2)
+        log(f"load done after {self.sender.now():.0f}s; waiting for retries and late deliveries")
+        self.sender.stop_generating.set()
+        if not self.sender.done.wait(self.sender.horizon + 60):
+            raise RuntimeError("senders did not finish")
+        load_end = self.sender.now()
+        drained = self.drain()
+        self.stopping.set()
+        supervisor.join(5)
+        return {"load_seconds": round(load_end, 1), "drain_seconds": drained}
+
+    def drain(self) -> float | None:
+        """Seconds until the worker group committed past the end of raw and events."""
+        assert self.sender is not None
+        started = time.monotonic()
+        h = self.harness
+        timeout = 90 if self.quick else 600
+        ok = self._poll(
+            lambda: (
+                self.workers_ready()
+                and lag(self.broker.bootstrap, h.app_id, [h.topic("raw"), h.topic("events")]) == 0
+            ),
+            timeout,
+            1.0,
+        )
+        took = round(time.monotonic() - started, 1)
+        log(f"drain: {'caught up' if ok else 'NOT caught up'} after {took}s")
+        return took if ok else None
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self.h is not None:
+            self.h.close(failed=False)
+        self.broker.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+# the scoreboard
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+
+
+def _tier_matches(want: dict[str, Any] | None, got: Any) -> bool:
+    if want is None:
+        return got is None
+    if got is None:
+        return False
+    return all(getattr(got, k) == v for k, v in want.items())
+
+
+def _phase(kind: str, movement_id: str) -> str:
+    """Pending and canceled are phases of their own (an activation follows a pending)."""
+    if kind in ("POINTS_PENDING", "POINTS_CANCELED"):
+        return f"{movement_id}#{kind}"
+    return movement_id
+
+
+def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[str, Any]:
+    assert soak.sender is not None
+    h = soak.harness
+    bootstrap = soak.broker.bootstrap
+    items = soak.sender.items
+    codec = default_codec()
+    oracle = workload.oracle()
+
+    raw = read_topic(bootstrap, h.topic("raw"))
+    raw_ids = {r.headers.get("request-id", b"").decode() for r in raw}
+    raw_bodies = {r.value for r in raw}
+    acked = [it for it in items if it.status == 200]
+    missing = [it.request_id for it in acked if it.request_id not in raw_ids]
+
+    # members: the latest MemberBalance per key, and the query API
+    balances: dict[str, Any] = {}
+    for r in sorted(
+        read_topic(bootstrap, h.topic("balances")), key=lambda r: (r.partition, r.offset)
+    ):
+        if r.value is not None:
+            balances[(r.key or b"").decode()] = codec.decode(r.value)
+    wrong: list[dict[str, Any]] = []
+    for key, m in oracle.items():
+        b = balances.get(key)
+        want = Decimal(m.balance)
+        if (
+            b is None
+            or b.balance != want
+            or b.computed_balance != want
+            or not _tier_matches(m.tier, b.tier)
+        ):
+            wrong.append(
+                {
+                    "member": key,
+                    "want": {"balance": m.balance, "tier": m.tier},
+                    "got": None
+                    if b is None
+                    else {
+                        "balance": str(b.balance),
+                        "computed": str(b.computed_balance),
+                        "tier": None if b.tier is None else dataclasses.asdict(b.tier),
+                    },
+                }
+            )
+    query_wrong = query_members(soak, oracle)
+
+    # ledger: distinct entries, re-emissions, movements with two entry ids, sums per member
+    ledger = [codec.decode(r.value) for r in read_topic(bootstrap, h.topic("ledger")) if r.value]
+    by_id: dict[str, Any] = {}
+    inconsistent = 0
+    for e in ledger:
+        first = by_id.setdefault(e.entry_id, e)
+        if (first.points_delta, first.balance_before, first.balance_after) != (
+            e.points_delta,
+            e.balance_before,
+            e.balance_after,
+        ):
+            inconsistent += 1
+    per_movement: dict[tuple[str, str], set[str]] = defaultdict(set)
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for e in by_id.values():
+        if e.movement_id is not None:
+            per_movement[(e.member_key, _phase(e.kind.value, e.movement_id))].add(e.entry_id)
+        if e.kind.value not in ("POINTS_PENDING", "POINTS_CANCELED"):
+            sums[e.member_key] += e.points_delta
+    twice = {f"{k[0]} {k[1]}": sorted(v) for k, v in per_movement.items() if len(v) > 1}
+    sum_wrong = {
+        k: {"ledger_sum": str(sums.get(k, Decimal(0))), "oracle": m.balance}
+        for k, m in oracle.items()
+        if sums.get(k, Decimal(0)) != m.balance
+    }
+    booked = {k[1] for k in per_movement}
+    not_booked = [mid for m in oracle.values() for mid in m.movement_ids if mid not in booked]
+
+    # dead letters
+    dlq = [codec.decode(r.value) for r in read_topic(bootstrap, h.topic("dlq")) if r.value]
+    reasons = Counter(f"{d.stage} {d.error_class}: {d.error_message[:80]}" for d in dlq)
+    unexpected_dlq = [d for d in dlq if d.raw not in workload.poison_bodies]
+    poison_acked = {it.delivery.body for it in acked if it.kind == "poison"}
+    poison_missing = len(poison_acked - {d.raw for d in dlq})
+
+    forged = [it for it in items if it.kind == "forged"]
+    forged_accepted = sum(1 for it in forged if it.status == 200 or it.delivery.body in raw_bodies)
+    big = [it for it in items if it.kind == "oversized"]
+    big_accepted = sum(1 for it in big if it.status == 200 or it.delivery.body in raw_bodies)
+    valid = [it for it in items if it.kind in ("valid", "duplicate", "poison")]
+    refused_valid = [it for it in valid if it.status != 200]
+
+    # latencies: all attempts, and those that started inside a fault window
+    attempts = [a for it in items for a in it.attempts]
+    windows = [(f.t0, f.end if f.end is not None else f.t0) for f in soak.faults]
+
+    def in_fault(t: float) -> bool:
+        return any(a <= t <= b for a, b in windows)
+
+    during = [d for s, d, st in attempts if in_fault(s)]
+    outside = [d for s, d, st in attempts if not in_fault(s)]
+    statuses = Counter(str(st) for _, _, st in attempts)
+
+    must_be_zero = {
+        "acknowledged_but_missing_from_raw": len(missing),
+        "members_with_wrong_balance_or_tier": len(wrong),
+        "members_wrong_via_query_api": len(query_wrong),
+        "movements_counted_twice": len(twice),
+        "members_whose_ledger_sum_differs": len(sum_wrong),
+        "movements_missing_from_ledger": len(not_booked),
+        "re_emitted_entries_with_different_numbers": inconsistent,
+        "forged_requests_accepted": forged_accepted,
+        "oversized_requests_accepted": big_accepted,
+        "valid_deliveries_never_acknowledged": len(refused_valid),
+        "unexpected_dead_letters": len(unexpected_dlq),
+        "poison_deliveries_not_dead_lettered": poison_missing,
+        "drain_timed_out": 1 if extra.get("drain_seconds") is None else 0,
+    }
+    by_kind = Counter(it.kind for it in items)
+    board = {
+        "ok": all(v == 0 for v in must_be_zero.values()),
+        "must_be_zero": must_be_zero,
+        "config": {
+            "minutes": soak.args.minutes,
+            "members": soak.args.members,
+            "rate_per_s": soak.args.rate,
+            "faults": sorted(soak.args.faults),
+            "quick": soak.quick,
+            "seed": soak.args.seed,
+            "kafka": soak.broker.version,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+            "started": extra.get("started"),
+            "load_average_at_start": extra.get("load_average_at_start"),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "webhooks": {
+            "sent": len(items),
+            "by_kind": dict(by_kind),
+            "late": sum(1 for it in items if it.late),
+            "http_attempts": len(attempts),
+            "attempt_statuses": dict(statuses),
+            "acknowledged_200": len(acked),
+            "in_raw_topic_by_request_id": len(raw_ids & {it.request_id for it in acked}),
+            "raw_topic_records": len(raw),
+            # a 503 after the ack deadline may still be stored: the retry is then a duplicate
+            "raw_records_not_acknowledged": len(raw_ids - {it.request_id for it in acked}),
+            "gave_up": sum(1 for it in items if it.gave_up),
+            "forged_refused_401": sum(1 for it in forged if it.status == 401),
+            "oversized_refused_413": sum(1 for it in big if it.status == 413),
+        },
+        "members": {
+            "checked": len(oracle),
+            "checked_via_query_api": len(oracle),
+            "wrong": wrong[:20],
+            "wrong_via_query_api": query_wrong[:20],
+        },
+        "ledger": {
+            "records": len(ledger),
+            "distinct_entries": len(by_id),
+            "re_emitted_same_entry_id": len(ledger) - len(by_id),
+            "movements_generated": sum(len(m.movement_ids) for m in oracle.values()),
+            "counted_twice": dict(list(twice.items())[:20]),
+            "sum_differs": dict(list(sum_wrong.items())[:20]),
+            "not_booked": not_booked[:20],
+        },
+        "dead_letters": {
+            "records": len(dlq),
+            "poison_acknowledged": len(poison_acked),
+            "reasons": dict(reasons),
+        },
+        "latency_ms": {
+            "during_faults": {"p50": percentile(during, 0.5), "p99": percentile(during, 0.99)},
+            "outside_faults": {"p50": percentile(outside, 0.5), "p99": percentile(outside, 0.99)},
+            "attempts_during_faults": len(during),
+        },
+        "faults": [vars(f) for f in soak.faults],
+        "recovery_s": {
+            f.name: {
+                "bridge_200_again": f.bridge_200_s,
+                "workers_ready": f.workers_ready_s,
+                "caught_up": f.caught_up_s,
+            }
+            for f in soak.faults
+        },
+        "unexpected_exits": soak.unexpected_exits,
+        **extra,
+    }
+    return board
+
+
+def first_200_after(items: list[Item], faults: list[Fault]) -> None:
+    """Per fault: seconds from injection until the bridge answered 200 again after refusing.
+
+    The first refused or unanswered attempt (503, 429, connection error, timeout) that started
+    after the injection opens the outage; the first 200 to an attempt started after it closes
+    it. No refusal in the fault's window: 0 (senders did not notice the fault).
+    """
+    attempts = [a for it in items for a in it.attempts]
+    for f in faults:
+        end = f.end if f.end is not None else float("inf")
+        fails = [s for s, _, st in attempts if st in (0, 429, 503) and f.t0 <= s <= end]
+        if not fails:
+            f.bridge_200_s = 0.0
+            continue
+        first_fail = min(fails)
+        after = [s + d for s, d, st in attempts if st == 200 and s >= first_fail]
+        f.bridge_200_s = round(min(after) - f.t0, 2) if after else None
+
+
+def query_members(soak: Soak, oracle: dict[str, Member]) -> list[dict[str, Any]]:
+    """GET /members/... for every member (from one worker; others are proxied)."""
+    with soak.lock:
+        base = next(iter(soak.workers.values())).url
+
+    async def all_members() -> list[dict[str, Any]]:
+        wrong: list[dict[str, Any]] = []
+        sem = asyncio.Semaphore(8)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+
+            async def one(m: Member) -> None:
+                url = f"{base}/members/{m.provider}/{m.tenant}/{m.customer}"
+                body: Any = None
+                for _ in range(10):
+                    try:
+                        async with sem, http.get(url) as r:
+                            body = await r.json(content_type=None)
+                            if r.status == 200:
+                                break
+                    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                        body = repr(exc)
+                    await asyncio.sleep(1)
+                ok = isinstance(body, dict) and "balance" in body
+                if ok:
+                    tier = body.get("tier")
+                    want_tier = m.tier
+                    ok = Decimal(str(body["balance"])) == m.balance and (
+                        (tier is None and want_tier is None)
+                        or (
+                            tier is not None
+                            and want_tier is not None
+                            and all(tier.get(k) == v for k, v in want_tier.items())
+                        )
+                    )
+                if not ok:
+                    wrong.append({"member": m.key, "want": m.balance, "got": body})
+
+            await asyncio.gather(*(one(m) for m in oracle.values()))
+        return wrong
+
+    return asyncio.run(all_members())
+
+
+def timeline(items: list[Item], faults: list[Fault]) -> dict[str, list[int]]:
+    """Per second since the start: 200s, 503s (and 429s), connection errors, others."""
+    end = int(max((s + d for it in items for s, d, _ in it.attempts), default=0)) + 1
+    series = {k: [0] * end for k in ("ok", "refused", "no_answer", "other")}
+    for it in items:
+        for s, d, st in it.attempts:
+            sec = min(end - 1, int(s + d))
+            k = (
+                "ok"
+                if st == 200
+                else "refused"
+                if st in (429, 503)
+                else "no_answer"
+                if st == 0
+                else "other"
+            )
+            series[k][sec] += 1
+    return series
+
+
+def chart(series: dict[str, list[int]], faults: list[Fault], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    xs = list(range(len(series["ok"])))
+    ax.plot(xs, series["ok"], label="200 accepted/s", color="tab:green", lw=1)
+    ax.plot(xs, series["refused"], label="503/429 per s", color="tab:red", lw=1)
+    ax.plot(xs, series["no_answer"], label="connection errors/s", color="tab:gray", lw=1)
+    for f in faults:
+        ax.axvspan(f.t0, f.end or f.t0, color="tab:orange", alpha=0.15)
+        ax.axvline(f.t0, color="tab:orange", lw=1)
+        ax.text(f.t0, ax.get_ylim()[1] * 0.95, " " + f.name, rotation=90, va="top", fontsize=7)
+    ax.set_xlabel("seconds since load started")
+    ax.set_ylabel("responses per second")
+    ax.set_title("soak: bridge answers over time (orange: fault until recovered)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def print_board(board: dict[str, Any]) -> None:
+    w = board["webhooks"]
+    print("\n==== soak scoreboard ====")
+    print(f"load {board.get('load_seconds')} s, drain {board.get('drain_seconds')} s")
+    print(
+        f"webhooks sent {w['sent']} {w['by_kind']}, late {w['late']}, acknowledged (200) "
+        f"{w['acknowledged_200']}, in raw topic by request-id {w['in_raw_topic_by_request_id']}, "
+        f"gave up {w['gave_up']}"
+    )
+    print(f"HTTP attempts {w['http_attempts']}: {w['attempt_statuses']}")
+    print(
+        f"ledger: {board['ledger']['distinct_entries']} distinct entries, "
+        f"{board['ledger']['re_emitted_same_entry_id']} re-emitted with the same entry_id"
+    )
+    print(f"dead letters: {board['dead_letters']['records']} {board['dead_letters']['reasons']}")
+    lat = board["latency_ms"]
+    print(
+        f"bridge latency ms during faults {lat['during_faults']}, outside {lat['outside_faults']}"
+    )
+    print("recovery (s from injection):")
+    for name, r in board["recovery_s"].items():
+        print(f"  {name:52} {r}")
+    if board["unexpected_exits"]:
+        print(f"unexpected exits: {[(e['process'], e['code']) for e in board['unexpected_exits']]}")
+    print("must be 0:")
+    for k, v in board["must_be_zero"].items():
+        print(f"  {'ok ' if v == 0 else 'BAD'} {k:45} {v}")
+    print("RESULT:", "PASS" if board["ok"] else "FAIL")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=None, help="load duration (default 15)")
+    parser.add_argument("--members", type=int, default=None, help="members (default 400)")
+    parser.add_argument("--rate", type=float, default=None, help="webhooks/s (default 20)")
+    parser.add_argument(
+        "--faults", default="all", help="all, none or a comma list of " + ",".join(KINDS)
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="~1 minute, small, one fault of each kind"
+    )
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--out", default=str(RESULTS / "soak.json"))
+    args = parser.parse_args(argv)
+    defaults = (1.0, 40, 8.0) if args.quick else (15.0, 400, 20.0)
+    args.minutes = args.minutes if args.minutes is not None else defaults[0]
+    args.members = args.members if args.members is not None else defaults[1]
+    args.rate = args.rate if args.rate is not None else defaults[2]
+    args.seed = args.seed if args.seed is not None else random.randrange(10**6)
+    if args.faults == "all":
+        args.faults = list(KINDS)
+    elif args.faults == "none":
+        args.faults = []
+    else:
+        args.faults = [k.strip() for k in args.faults.split(",") if k.strip()]
+        unknown = set(args.faults) - set(KINDS)
+        if unknown:
+            parser.error(f"unknown fault kinds {sorted(unknown)}; use {','.join(KINDS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    soak = Soak(args)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    keep = True  # the process logs, unless the run passes
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    try:
+        try:
+            soak.setup()
+        except Exception as exc:
+            log(f"processes did not come up: {exc}")
+            if soak.h is not None:
+                print(soak.h.logs())
+            return 2
+        workload = Workload(args.members, args.seed, args.quick)
+        log(
+            f"load: {args.minutes} min, {args.members} members, ~{args.rate} webhooks/s, "
+            f"faults {args.faults}, seed {args.seed}"
+        )
+        extra = soak.run(workload)
+        assert soak.sender is not None
+        if soak.sender.error is not None:
+            raise soak.sender.error
+        first_200_after(soak.sender.items, soak.faults)
+        extra["started"] = started
+        extra["load_average_at_start"] = load_at_start
+        board = scoreboard(soak, workload, extra)
+        board["timeline_per_s"] = timeline(soak.sender.items, soak.faults)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(board, indent=1, default=str) + "\n")
+        chart(board["timeline_per_s"], soak.faults, out.with_suffix(".png"))
+        print_board(board)
+        print(f"written {out}")
+        if not board["ok"]:
+            print(soak.harness.logs()[-20000:])
+        keep = not board["ok"]
+        return 0 if board["ok"] else 1
+    finally:
+        soak.close()
+        if keep:
+            print(f"process logs and data kept in {soak.tmp}")
+        else:
+            shutil.rmtree(soak.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

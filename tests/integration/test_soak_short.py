@@ -1,0 +1,58 @@
+"""The soak in quick mode: about a minute of load with one fault of each kind, then the scoreboard.
+
+`benchmarks/soak.py --quick` runs its own Apache Kafka (it stops and kills it), a bridge and two
+workers (a third joins mid-run), sends ~8 signed webhooks/s for 40 members of all four providers
+with duplicates, two-webhook movements, late and out-of-order snapshots, forged, oversized and
+poison requests, injects a worker SIGKILL, a bridge restart, a rebalance and a broker SIGKILL,
+and checks every member against its own oracle. Every must-be-0 figure of the scoreboard must be
+0. A process that does not come up makes the soak exit 2: the test fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUDGET_S = 150
+
+
+def test_quick_soak_scoreboard_has_no_wrong_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--quick", "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=BUDGET_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the soak stops its broker and processes on SIGTERM
+        try:
+            output, _ = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+        raise AssertionError(f"the quick soak took over {BUDGET_S}s\n{output[-20000:]}") from None
+    assert proc.returncode != 2, f"the soak's processes did not come up\n{output[-20000:]}"
+    assert out.exists(), f"no scoreboard written (exit {proc.returncode})\n{output[-20000:]}"
+    board = json.loads(out.read_text())
+    bad = {k: v for k, v in board["must_be_zero"].items() if v != 0}
+    assert not bad, f"must-be-0 figures that are not 0: {bad}\n{output[-20000:]}"
+    assert proc.returncode == 0, output[-20000:]
+
+    # the run did what it claims: load, trouble and one fault of each kind, all measured
+    webhooks = board["webhooks"]
+    assert webhooks["acknowledged_200"] >= 300, webhooks
+    assert webhooks["in_raw_topic_by_request_id"] == webhooks["acknowledged_200"]
+    for kind in ("duplicate", "forged", "oversized", "poison"):
+        assert webhooks["by_kind"].get(kind, 0) > 0, webhooks
+    assert webhooks["late"] > 0, webhooks
+    assert board["members"]["checked"] >= 30, board["members"]
+    assert board["dead_letters"]["records"] >= webhooks["by_kind"]["poison"], board["dead_letters"]
+    assert {f["kind"] for f in board["faults"]} == {"broker", "worker", "rebalance", "bridge"}
+    for name, recovery in board["recovery_s"].items():
+        assert recovery["workers_ready"] is not None, (name, board["faults"])
+        assert recovery["caught_up"] is not None, (name, board["faults"])
