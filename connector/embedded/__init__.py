@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
 import time
 
 from connector.errors import BrokerError
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20
+) -> None:
+    """Signal a child we started and wait for it; SIGKILL if it does not go in `timeout`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from connector.embedded import free_port, wait_for_kafka
+from connector.embedded import free_port, stop_process, wait_for_kafka
 from connector.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -210,14 +210,7 @@ class KafkaBroker:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

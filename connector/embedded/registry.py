@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from connector.embedded import free_port
+from connector.embedded import free_port, stop_process
 from connector.errors import BrokerError
 from connector.settings import process_env
 
@@ -188,14 +188,7 @@ class ApicurioRegistry:
 
     def stop(self, timeout: float = 20) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, signal.SIGTERM, timeout)
 
     def cleanup(self) -> None:
         self.stop()

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from connector.embedded import free_port, wait_for_kafka
+from connector.embedded import free_port, stop_process, wait_for_kafka
 from connector.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,4 @@ class TansuBroker:
 
     def stop(self, timeout: float = 10) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, signal.SIGTERM, timeout)
