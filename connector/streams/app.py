@@ -21,8 +21,6 @@ from typing import Any
 import faust
 from faust.exceptions import SameNode
 from faust.streams import _current_event  # noqa: PLC2701 - see _as_current
-from faust.tables import TableManager
-from faust.tables.recovery import Recovery
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -33,6 +31,7 @@ from connector.models import DeadLetter, LoyaltyEvent, to_json_obj, utc
 from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.normalize import RawRecord, dead_letter, header_map, normalize
+from connector.streams.recovery import ConnectorTableManager
 
 log = logging.getLogger("connector.worker")
 
@@ -86,37 +85,6 @@ def _as_current(event: Any) -> None:
     batch processing writes after the batch, so we point it at the event that owns the key.
     """
     _current_event.set(weakref.ref(event))
-
-
-class SeekBeforeResumeRecovery(Recovery):
-    """Faust's table recovery, with the stream flow stopped while partitions seek back.
-
-    faust-streaming 0.15.3 (`Recovery.on_recovery_completed`) resumes the newly assigned stream
-    partitions and only then seeks them to their committed offsets, while the consumer's flow
-    is already running (recovery resumed it to read changelogs). A fetch that lands in between
-    delivers records from before the seek and moves Faust's read offset past them; the records
-    re-fetched from the committed offset are then dropped as "already read" although nothing
-    processed them. Seen after `kill -9` of a worker: the survivor silently skipped the first
-    records of the partitions it took over, and their offsets were never committed. Stopping
-    the flow first makes the seek happen with nothing in flight; Faust resumes the flow itself
-    at the end of `on_recovery_completed`.
-    """
-
-    async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        self.app.consumer.stop_flow()
-        await super().on_recovery_completed(generation_id)
-
-
-class ConnectorTableManager(TableManager):
-    """Faust's TableManager with `SeekBeforeResumeRecovery`."""
-
-    @property
-    def recovery(self) -> Recovery:
-        if self._recovery is None:
-            self._recovery = SeekBeforeResumeRecovery(
-                self.app, self, beacon=self.beacon, loop=self.loop
-            )
-        return self._recovery
 
 
 def batches(stream: Any) -> Any:
