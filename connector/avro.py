@@ -195,18 +195,29 @@ def _bad_decimals(datum: Any, path: str = "") -> list[str]:
 def from_dict(cls: Any, datum: Mapping[str, Any]) -> Any:
     """Build a `models` dataclass from an Avro-decoded dict (enums and nested records restored)."""
     kwargs: dict[str, Any] = {}
-    hints = _field_kinds(cls)
-    for f in dataclasses.fields(cls):
-        value = datum.get(f.name)
-        kind = hints.get(f.name)
-        if value is not None and kind is not None:
-            if kind in models.ENUM_TYPES:
-                value = models.ENUM_TYPES[kind](value)
-            elif kind in models.NESTED_TYPES:
-                value = from_dict(models.NESTED_TYPES[kind], value)
-        if f.name in datum or value is not None:
-            kwargs[f.name] = value
+    for name, convert in _plan(cls):
+        if name in datum:
+            value = datum[name]
+            if value is not None and convert is not None:
+                value = convert(value)
+            kwargs[name] = value
     return cls(**kwargs)
+
+
+@functools.cache
+def _plan(cls: Any) -> tuple[tuple[str, Any], ...]:
+    """(field name, converter or None) per field: enum constructor or nested from_dict."""
+    hints = _field_kinds(cls)
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cls):
+        kind = hints.get(f.name)
+        convert: Any = None
+        if kind in models.ENUM_TYPES:
+            convert = models.ENUM_TYPES[kind]
+        elif kind in models.NESTED_TYPES:
+            convert = functools.partial(from_dict, models.NESTED_TYPES[kind])
+        out.append((f.name, convert))
+    return tuple(out)
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -233,13 +234,22 @@ ENUM_TYPES: dict[str, type[enum.StrEnum]] = {
 
 def to_dict(record: Any) -> dict[str, Any]:
     """A record as a plain dict of Avro-ready values (enums as symbols, nested records as dicts)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        out[f.name] = _plain(getattr(record, f.name))
-    return out
+    return {name: _plain(getattr(record, name)) for name in _field_names(record.__class__)}
+
+
+@functools.cache
+def _field_names(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# Values passed through as they are (checked by exact type first: the worker converts several
+# records per event, and the generic checks below cost more than the conversion itself).
+_PLAIN_TYPES = frozenset({type(None), str, int, float, bool, bytes, Decimal, datetime})
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
