@@ -10,6 +10,7 @@ offsets in one Kafka transaction instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -21,6 +22,7 @@ from typing import Any
 import faust
 from faust.exceptions import SameNode
 from faust.streams import _current_event  # noqa: PLC2701 - see _as_current
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -31,6 +33,7 @@ from connector.models import DeadLetter, LoyaltyEvent, to_json_obj, utc
 from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.normalize import RawRecord, dead_letter, header_map, normalize
+from connector.streams.partitioner import CachedPartitioner
 from connector.streams.recovery import ConnectorTableManager
 
 log = logging.getLogger("connector.worker")
@@ -124,6 +127,7 @@ def create_app(settings: Settings) -> Worker:
         producer_acks=-1,
         web_in_thread=False,
         TableManager=ConnectorTableManager,
+        producer_partitioner=CachedPartitioner(),
         loghandlers=[],
     )
     metrics = WorkerMetrics()
@@ -139,11 +143,14 @@ def create_app(settings: Settings) -> Worker:
     # key's owner by hashing the *changelog* key, while the record lives in the partition of the
     # events record that wrote it. Faust picks the table's serializers from key_type (a `str`
     # key is JSON-encoded, '"k"', whatever a Schema says), so key_type=bytes it is.
+    # The value is the JSON text as bytes (value_type=bytes: Faust passes it through), made
+    # and parsed here with the standard json module; the same bytes Faust's json codec wrote.
     members = app.Table(
         "members",
         default=None,
         partitions=settings.partitions,
         key_type=bytes,
+        value_type=bytes,
     )
     eos = settings.processing_guarantee == "exactly_once"
     memory = settings.dedupe_memory
@@ -219,6 +226,35 @@ def create_app(settings: Settings) -> Worker:
 
     # -- ledger -------------------------------------------------------------------------------
 
+    changelog_name = members.changelog_topic.get_topic_name()
+
+    async def write_members(rows: list[tuple[str, Any, MemberState]]) -> None:
+        """Write a batch's member records to the store and the changelog (at-least-once).
+
+        What `members[key] = value` does (store write, then the changelog record in the
+        partition of the event being processed, then the persisted offset once Kafka has it),
+        without Faust's per-write FutureMessage/buffer plumbing, which cost more than the
+        write itself; and the batch waits for the changelog acks, so its source offsets are
+        never committed ahead of the table state they produced.
+        """
+        sent: list[tuple[int, Awaitable[Any]]] = []
+        for key, event, state in rows:
+            kb, vb = key.encode(), dump_state(state)
+            _as_current(event)
+            members.data[kb] = vb
+            partition = event.message.partition
+            sent.append(
+                (partition, await app.producer.send(changelog_name, kb, vb, partition, None, None))
+            )
+        acks = await asyncio.gather(*(fut for _, fut in sent))
+        last: dict[int, int] = {}
+        for (partition, _), md in zip(sent, acks, strict=True):
+            last[partition] = max(last.get(partition, -1), md.offset)
+        for partition, offset in last.items():
+            members.data.set_persisted_offset(  # type: ignore[attr-defined]
+                TP(changelog_name, partition), offset
+            )
+
     def ledger_step(
         event: Any, states: dict[str, MemberState | None]
     ) -> tuple[str | None, list[tuple[Any, bytes, bytes]], DeadLetter | None]:
@@ -241,8 +277,7 @@ def create_app(settings: Settings) -> Worker:
             # whichever event Faust or the previous write left current, possibly of another
             # partition, and the member would look new (its state silently reset).
             _as_current(event)
-            stored = members.get(key.encode())
-            states[key] = MemberState.from_json(stored) if stored else None
+            states[key] = load_state(members.get(key.encode()))
         now = utc(datetime.now(UTC))
         try:
             outcome = apply(states[key], loyalty, now=now, offset=msg.offset, memory=memory)
@@ -279,7 +314,7 @@ def create_app(settings: Settings) -> Worker:
                     await send(topic, kb, value, event)
                 state = states.get(key) if key else None
                 if key and state is not None:
-                    members[key.encode()] = state.to_json()
+                    members[key.encode()] = dump_state(state)
             return
         async for batch in batches(stream):
             states = {}
@@ -294,11 +329,9 @@ def create_app(settings: Settings) -> Worker:
                 for topic, kb, value in outputs:
                     futures.append(await send(topic, kb, value, event))
             await asyncio.gather(*futures)  # outputs durable before their dedupe marks
-            for key, event in owner.items():
-                state = states[key]
-                if state is not None:
-                    _as_current(event)
-                    members[key.encode()] = state.to_json()
+            await write_members(
+                [(key, event, state) for key, event in owner.items() if (state := states[key])]
+            )
 
     # -- web ----------------------------------------------------------------------------------
 
@@ -318,10 +351,10 @@ def create_app(settings: Settings) -> Worker:
                 if type(exc).__name__ == "ServiceUnavailable":
                     return self.json({"error": "members table is rebalancing; retry"}, status=503)
                 raise
-            stored = members.get(key.encode())
-            if not stored:
+            state = load_state(members.get(key.encode()))
+            if state is None:
                 return self.json({"error": f"unknown member {key}"}, status=404)
-            return self.json(member_json(MemberState.from_json(stored)))
+            return self.json(member_json(state))
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Request) -> Response:
@@ -355,6 +388,15 @@ def create_app(settings: Settings) -> Worker:
             "dlq": dlq_topic,
         },
     )
+
+
+def load_state(stored: bytes | None) -> MemberState | None:
+    """A members-table value (JSON text) as a MemberState; None for an unknown member."""
+    return MemberState.from_json(json.loads(stored)) if stored else None
+
+
+def dump_state(state: MemberState) -> bytes:
+    return json.dumps(state.to_json()).encode()
 
 
 def member_json(state: MemberState) -> dict[str, Any]:
