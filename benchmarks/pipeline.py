@@ -981,59 +981,100 @@ def _log_times(log: Path) -> dict[str, float]:
 
 
 def measure_recovery(
-    broker: str, prefix: str, app_id: str, work: Path, sample_keys: list[str]
+    broker: str, prefix: str, app_id: str, work: Path, sample_keys: list[str], runs: int = 3
 ) -> dict[str, Any]:
+    """Start → /readyz of fresh workers (empty data dirs), with and without a changelog.
+
+    Each kind is started `runs` times, one after the other, and the medians are compared: the
+    difference is what replaying the changelog adds to a start, the recovery's own time.
+    """
     changelog = f"{app_id}-members-changelog"
     begin, end = asyncio.run(_offsets(broker, [changelog]))[changelog]
     records = end - begin
     # the fixed cost: a worker whose changelog is empty (own prefix and app id), same machine
     empty_prefix = f"{prefix}e"
     ensure(broker, empty_prefix)
-    empty = start_worker(broker, empty_prefix, f"{app_id}-empty", work, "worker-empty", "INFO")
-    try:
-        empty_ready = empty.wait_ready(180) - empty.started
-    finally:
-        empty.stop()
-    worker = start_worker(broker, prefix, app_id, work, "worker-2", "INFO")
-    try:
-        ready = worker.wait_ready(600) - worker.started
-        found = 0
-        for key in sample_keys:
-            provider, tenant, customer = key.split(":", 2)
-            status, _ = _http_get(f"{worker.url}/members/{provider}/{tenant}/{customer}", 5)
-            found += status == 200
-    finally:
-        worker.stop()
+    empty_times, ready_times, bulk, found = [], [], [], 0
+    last_log: Path | None = None
+    for i in range(runs):
+        empty = start_worker(
+            broker, empty_prefix, f"{app_id}-empty", work, f"worker-empty-{i}", "INFO"
+        )
+        try:
+            empty_times.append(empty.wait_ready(180) - empty.started)
+        finally:
+            empty.stop()
+        worker = start_worker(broker, prefix, app_id, work, f"worker-recover-{i}", "INFO")
+        try:
+            ready_times.append(worker.wait_ready(600) - worker.started)
+            if i == 0:
+                for key in sample_keys:
+                    provider, tenant, customer = key.split(":", 2)
+                    status, _ = _http_get(f"{worker.url}/members/{provider}/{tenant}/{customer}", 5)
+                    found += status == 200
+        finally:
+            worker.stop()
+        last_log = worker.log
+        bulk.append(_bulk_restore_line(worker.log))
     ceiling_dir = work / "restore-ceiling"
     ceiling_dir.mkdir()
     ceiling = run_child(
         ["--child-restore-ceiling", broker, changelog, str(ceiling_dir)], timeout=600
     )
-    times = _log_times(worker.log)
-    restore = None
-    if "restore_start" in times and "restore_done" in times:
-        restore = times["restore_done"] - times["restore_start"]
+    ready, empty_ready = _median(ready_times), _median(empty_times)
+    restored = [b for b in bulk if b is not None]
+    restore_s = _median([b["seconds"] for b in restored]) if restored else None
+    times = _log_times(last_log) if last_log else {}
     res = {
         "changelog_topic": changelog,
         "changelog_records": records,
+        "runs": runs,
         "start_to_ready_s": round(ready, 3),
+        "start_to_ready_runs_s": [round(x, 3) for x in ready_times],
         "empty_changelog_start_to_ready_s": round(empty_ready, 3),
-        "records_per_s": round(records / ready, 1),
+        "empty_changelog_runs_s": [round(x, 3) for x in empty_times],
+        # the figure with the target: changelog records / what they add to a start
         "records_per_s_net_of_empty_start": round(records / max(1e-3, ready - empty_ready), 1),
-        "restore_log_window_s": round(restore, 3) if restore is not None else None,
-        "records_per_s_log_window": round(records / restore, 1) if restore else None,
+        "records_per_s": round(records / ready, 1),
+        "bulk_restore": restored[-1] if restored else None,
+        "bulk_restore_s": restore_s,
+        "records_per_s_bulk_restore_window": round(records / restore_s, 1) if restore_s else None,
+        "faust_restore_log_window_s": (
+            round(times["restore_done"] - times["restore_start"], 3)
+            if "restore_start" in times and "restore_done" in times
+            else None
+        ),
         "sample_members_found": f"{found}/{len(sample_keys)}",
         "restore_ceiling": ceiling,
     }
     print(
-        f"recovery: {records} changelog records, ready after {ready:.2f} s "
-        f"(empty changelog: {empty_ready:.2f} s) → {res['records_per_s']:.0f} records/s "
-        f"({res['records_per_s_net_of_empty_start']:.0f}/s net; restore log window "
-        f"{res['restore_log_window_s']} s); members found {res['sample_members_found']}; "
+        f"recovery: {records} changelog records, ready after {ready:.2f} s (median of {runs}; "
+        f"empty changelog: {empty_ready:.2f} s) → "
+        f"{res['records_per_s_net_of_empty_start']:.0f} records/s net of the fixed start "
+        f"({res['records_per_s']:.0f}/s start to ready; bulk restore window "
+        f"{restore_s} s); members found {res['sample_members_found']}; "
         f"restore ceiling (aiokafka → rocksdict) {ceiling['records_per_s']:.0f} records/s",
         flush=True,
     )
     return res
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+_BULK_LINE = re.compile(
+    r"bulk restore: (\d+) changelog records into (\d+) partition\(s\) in ([0-9.]+) s"
+)
+
+
+def _bulk_restore_line(log: Path) -> dict[str, Any] | None:
+    """The worker's own figure for its bulk changelog restore (connector/streams/recovery.py)."""
+    match = _BULK_LINE.search(log.read_text(errors="replace"))
+    if match is None:
+        return None
+    records, partitions, seconds = match.groups()
+    return {"records": int(records), "partitions": int(partitions), "seconds": float(seconds)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1100,23 +1141,33 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     ax = axes[1][1]
     rc = rec.get("restore_ceiling") or {}
+    net = rec.get("records_per_s_net_of_empty_start", rec["records_per_s"])
+    restore_s = rec.get("bulk_restore_s")
     names = [
         "worker start → ready,\nempty changelog",
         f"worker start → ready,\n{rec['changelog_records']:,} records",
+        "bulk restore\n(worker's log)",
         "restore ceiling\n(aiokafka → rocksdict)",
     ]
-    vals = [rec["empty_changelog_start_to_ready_s"], rec["start_to_ready_s"], rc.get("seconds", 0)]
-    bars = ax.bar(names, vals, color=["C7", "C0", "C2"])
+    vals = [
+        rec["empty_changelog_start_to_ready_s"],
+        rec["start_to_ready_s"],
+        restore_s or 0.0,
+        rc.get("seconds", 0),
+    ]
+    bars = ax.bar(names, vals, color=["C7", "C0", "C1", "C2"])
     labels = [
         f"{vals[0]:.1f} s",
-        f"{vals[1]:.1f} s\n{rec['records_per_s']:,.0f} rec/s",
-        f"{vals[2]:.2f} s\n{rc.get('records_per_s', 0):,.0f} rec/s",
+        f"{vals[1]:.1f} s\n{net:,.0f} rec/s net",
+        f"{vals[2]:.2f} s\n{rec.get('records_per_s_bulk_restore_window') or 0:,.0f} rec/s",
+        f"{vals[3]:.2f} s\n{rc.get('records_per_s', 0):,.0f} rec/s",
     ]
     ax.bar_label(bars, labels=labels, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("seconds")
     ax.margins(y=0.2)
     ax.set_title(
-        f"table recovery: {rec['records_per_s']:,.0f} records/s (target {TARGET_RECOVERY_PER_S:,})",
+        f"table recovery: {net:,.0f} records/s net of start-up (target {TARGET_RECOVERY_PER_S:,})",
         fontsize=10,
     )
     fig.suptitle(result["chart_title"], fontsize=10)
@@ -1172,7 +1223,8 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         "meets_throughput_whole_run": whole >= TARGET_SHARE_OF_CEILING,
         "latency_rate_per_s": lat["rate_per_s"],
         "meets_latency_p99": lat["p99_ms"] <= TARGET_P99_MS and lat["balance_not_seen"] == 0,
-        "meets_recovery": rec["records_per_s"] >= TARGET_RECOVERY_PER_S,
+        "recovery_records_per_s": rec["records_per_s_net_of_empty_start"],
+        "meets_recovery": rec["records_per_s_net_of_empty_start"] >= TARGET_RECOVERY_PER_S,
         "targets": {
             "worker_share_of_ceiling": TARGET_SHARE_OF_CEILING,
             "latency_p99_ms": TARGET_P99_MS,
@@ -1368,7 +1420,7 @@ def main(argv: list[str] | None = None) -> int:
         f"of the ceiling ({'meets' if v['meets_throughput'] else 'misses'} "
         f"{TARGET_SHARE_OF_CEILING:.0%}); latency p99 {latency[0]['p99_ms']} ms "
         f"({'meets' if v['meets_latency_p99'] else 'misses'} {TARGET_P99_MS:.0f} ms); recovery "
-        f"{recovery['records_per_s']:.0f} records/s "
+        f"{v['recovery_records_per_s']:.0f} records/s net of start-up "
         f"({'meets' if v['meets_recovery'] else 'misses'} {TARGET_RECOVERY_PER_S:,})"
     )
     return 0
