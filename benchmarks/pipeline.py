@@ -714,10 +714,17 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def measure_throughput(
-    broker: str, prefix: str, app_id: str, n: int, work: Path, kafka_pid: int | None, timeout: float
+    broker: str,
+    prefix: str,
+    app_id: str,
+    n: int,
+    work: Path,
+    kafka_pid: int | None,
+    timeout: float,
+    name: str = "worker-1",
 ) -> tuple[Child, dict[str, Any]]:
     topics = f"{prefix}.balances", f"{prefix}.ledger", f"{prefix}.tiers"
-    worker = start_worker(broker, prefix, app_id, work, "worker-1")
+    worker = start_worker(broker, prefix, app_id, work, name)
     samples: list[list[float]] = []
     deadline = time.monotonic() + timeout
     done_at: float | None = None
@@ -788,6 +795,31 @@ def measure_throughput(
         flush=True,
     )
     return worker, row
+
+
+FLOOR_APP = ROOT / "benchmarks" / "faust_floor.py"
+
+
+def measure_floor(
+    broker: str, prefix: str, app_id: str, n: int, work: Path, kafka_pid: int | None
+) -> dict[str, Any]:
+    """The same records through `benchmarks/faust_floor.py`: Faust + Kafka I/O, no work."""
+    global WORKER_APP
+    saved, WORKER_APP = WORKER_APP, str(FLOOR_APP)
+    try:
+        floor, row = measure_throughput(
+            broker, prefix, app_id, n, work, kafka_pid, timeout=600, name="worker-floor"
+        )
+    finally:
+        WORKER_APP = saved
+    floor.stop()
+    row.pop("progress", None)
+    print(
+        f"faust floor: {row['events_per_s']:.0f} events/s (the worker's app and topology, "
+        "no decoding, Avro, rules or table)",
+        flush=True,
+    )
+    return row
 
 
 def measure_latency(
@@ -1097,7 +1129,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
         "Python ceiling\n(1 hop, no framework)",
     ]
     vals = [tp["events_per_s"], tp["whole_events_per_s"], ce["events_per_s"]]
-    bars = ax.bar(names, vals, color=["C0", "C9", "C2"])
+    colors = ["C0", "C9", "C2"]
+    floor = result.get("faust_floor")
+    if floor:
+        names.append("Faust floor\n(same app, no work)")
+        vals.append(floor["events_per_s"])
+        colors.append("C7")
+    bars = ax.bar(names, vals, color=colors)
+    ax.tick_params(axis="x", labelsize=7)
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
     ax.axhline(
         ce["events_per_s"] * TARGET_SHARE_OF_CEILING,
@@ -1218,6 +1257,11 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     lat, rec = result["latency"][0], result["recovery"]
     return {
         "worker_share_of_ceiling": round(share, 3),
+        "faust_floor_share_of_ceiling": round(
+            result["faust_floor"]["events_per_s"] / ce["events_per_s"], 3
+        )
+        if result.get("faust_floor") and ce["events_per_s"]
+        else None,
         "meets_throughput": share >= TARGET_SHARE_OF_CEILING,
         "worker_share_of_ceiling_whole_run": round(whole, 3),
         "meets_throughput_whole_run": whole >= TARGET_SHARE_OF_CEILING,
@@ -1333,6 +1377,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure(broker, prefix)
         ensure(broker, f"{prefix}x")  # the ceiling's scratch output: <prefix>x.events
         asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
+        ensure(broker, f"{prefix}f")  # the Faust floor's own topics
+        asyncio.run(_produce_raw(broker, f"{prefix}f.webhooks.raw", records))
         del records
 
         runs = [
@@ -1350,6 +1396,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(median of {ceiling['runs_events_per_s']})",
             flush=True,
         )
+        floor = measure_floor(broker, f"{prefix}f", f"{app_id}-floor", n, work, kafka_pid)
         worker, throughput = measure_throughput(
             broker, prefix, app_id, n, work, kafka_pid, timeout=900
         )
@@ -1391,6 +1438,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "throughput": throughput,
             "ceiling": ceiling,
+            "faust_floor": floor,
             "latency": latency,
             "recovery": recovery,
         }

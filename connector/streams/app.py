@@ -99,9 +99,8 @@ def faust_broker(settings: Settings) -> list[str]:
     return [f"kafka://{s}" for s in settings.bootstrap_servers.split(",")]
 
 
-def create_app(settings: Settings) -> Worker:
-    codec = codec_for(settings)
-    topics = settings.topics
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the worker's configuration, before agents, tables and views."""
     data_dir = settings.data_dir.resolve() / f"{settings.app_id}-{settings.web_port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -130,6 +129,13 @@ def create_app(settings: Settings) -> Worker:
         producer_partitioner=CachedPartitioner(),
         loghandlers=[],
     )
+    return app
+
+
+def create_app(settings: Settings) -> Worker:
+    codec = codec_for(settings)
+    topics = settings.topics
+    app = faust_app(settings)
     metrics = WorkerMetrics()
     raw_topic = app.topic(topics.raw, partitions=settings.partitions)
     events_topic = app.topic(topics.events, partitions=settings.partitions)
