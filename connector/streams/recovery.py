@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
+from mode.utils.times import want_seconds
 
 log = logging.getLogger("connector.worker")
 
 STALL_SECONDS = 10.0  # no progress for this long: leave the rest to Faust's own recovery
+BUDGET_SHARE = 0.75  # of Faust's broker_request_timeout, which bounds the step we run in
 FETCH_RECORDS = 20_000
 
 
@@ -65,15 +68,29 @@ class BulkRestoreRecovery(SeekBeforeResumeRecovery):
         }
         if not todo:
             return
-        reached = await bulk_restore(
+        # Faust runs this step under broker_request_timeout and treats running out of it as
+        # the recovery service stopping; what is not restored by then Faust's loop reads.
+        budget = BUDGET_SHARE * want_seconds(self.app.conf.broker_request_timeout)
+        try:
+            await self._bulk_restore(todo, destination, budget)
+        except (KafkaError, OSError) as exc:  # e.g. the broker went away meanwhile
+            log.warning(
+                "bulk restore failed (%s: %s); Faust's recovery reads the changelog",
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _bulk_restore(self, todo: Any, destination: Any, budget: float) -> None:
+        await bulk_restore(
             _bootstrap(self.app),
             {tp: _rocksdb_store(self.tp_to_table[tp]) for tp in todo},
             todo,
             isolation_level=_isolation_level(self.app),
             client_id=f"{self.app.conf.id}-bulk-restore",
+            deadline=time.monotonic() + budget,
+            interrupted=self.signal_recovery_start.is_set,
+            progress=lambda tp, offset: destination.__setitem__(tp, max(destination[tp], offset)),
         )
-        for tp, offset in reached.items():
-            destination[tp] = max(destination[tp], offset)
 
 
 class ConnectorTableManager(TableManager):
@@ -110,6 +127,9 @@ async def bulk_restore(
     *,
     isolation_level: str,
     client_id: str = "loyalty-connector-bulk-restore",
+    deadline: float | None = None,
+    interrupted: Callable[[], bool] | None = None,
+    progress: Callable[[TP, int], None] | None = None,
 ) -> dict[TP, int]:
     """Read each changelog partition's records after `start` up to `last` into its store.
 
@@ -119,6 +139,10 @@ async def bulk_restore(
     for none) and the last offset to read (the highwater minus one). Returns, per partition,
     the last offset applied (or stepped over: transaction markers, aborted records), never past
     `last`, so Faust's consistency check (offset <= highwater) holds.
+
+    Stops early, with what it has, at `deadline` (time.monotonic()), when `interrupted()` (a
+    new rebalance) or after STALL_SECONDS without progress; `progress(tp, offset)` is called
+    as each partition advances, so even a cancelled restore leaves its progress recorded.
     """
     started = time.monotonic()
     consumer = AIOKafkaConsumer(
@@ -161,8 +185,22 @@ async def bulk_restore(
                     # markers/aborted records stepped over count as read, up to `last`
                     reached[tp] = min(position - 1, ranges[tp][1])
                     progressed = True
+                if tp in reached and progress is not None:
+                    progress(tp, reached[tp])
                 if reached.get(tp, ranges[tp][0]) >= ranges[tp][1]:
                     pending.discard(atp)
+            if not pending:
+                break
+            if interrupted is not None and interrupted():
+                log.info("bulk restore: a new rebalance started; stopping")
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                log.warning(
+                    "bulk restore: time budget used up with %d partition(s) to go; "
+                    "Faust's recovery reads the rest",
+                    len(pending),
+                )
+                break
             if progressed:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > STALL_SECONDS:

@@ -9,6 +9,7 @@ an aborted transaction (exactly_once changelogs).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,41 @@ def test_bulk_restore_read_committed_skips_aborted_and_steps_over_markers(
         b"b": b"committed-2",
     }
     assert int(p0[OFFSET_KEY]) == 6  # the last record written (the marker after it is skipped)
+
+
+def test_bulk_restore_stops_at_its_deadline_with_progress_recorded(
+    kafka, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Faust runs the restore under a timeout: out of time, it returns what it has, consistently."""
+    topic = f"{topic_prefix}-members-changelog"
+
+    async def run() -> tuple[dict[TP, int], dict[TP, int], Store]:
+        await _topic(kafka.bootstrap, topic, 1)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for i in range(50_000):
+                await producer.send(topic, b"v" * 200, key=f"k{i}".encode(), partition=0)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        store, seen = Store(tmp_path), {}
+        tp = TP(topic, 0)
+        reached = await bulk_restore(
+            [kafka.bootstrap],
+            {tp: store},
+            {tp: (-1, 49_999)},
+            isolation_level="read_uncommitted",
+            deadline=time.monotonic(),  # already due: one fetch round, then stop
+            progress=seen.__setitem__,
+        )
+        return reached, seen, store
+
+    reached, seen, store = asyncio.run(run())
+    tp = TP(topic, 0)
+    assert reached == seen  # the caller's offsets follow the restore as it goes
+    done = reached[tp]
+    assert 0 <= done < 49_999, "a 10 MB partition in one fetch round: the deadline did not bite"
+    p0 = store.contents(0)
+    assert int(p0[OFFSET_KEY]) == done
+    assert len(p0) - 1 == done + 1  # exactly the records up to the recorded offset
