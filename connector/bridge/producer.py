@@ -50,10 +50,26 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+# A logger's filters see only the records logged on that logger, not those its children
+# propagate to it: each aiokafka module that logs retries needs its own filter.
+AIOKAFKA_RETRY_LOGGERS = (
+    "aiokafka",
+    "aiokafka.client",
+    "aiokafka.cluster",
+    "aiokafka.conn",
+    "aiokafka.producer.producer",
+    "aiokafka.producer.sender",
+)
+
+
 def quiet_aiokafka_retries() -> None:
-    logger = logging.getLogger("aiokafka")
-    if not any(isinstance(f, RepeatFilter) for f in logger.filters):
-        logger.addFilter(RepeatFilter())
+    for name in AIOKAFKA_RETRY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(RepeatFilter())
+
+
+STOP_TIMEOUT_S = 5.0
 
 
 class KafkaRawProducer:
@@ -84,10 +100,24 @@ class KafkaRawProducer:
         await self._producer.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.flush()
-            await self._producer.stop()
-            self._producer = None
+        """Flush and close; give up after STOP_TIMEOUT_S when Kafka does not take the records.
+
+        Whatever is still unsent then belongs to requests that were never answered 200 (the
+        bridge answers only after Kafka's ack; requests past the ack timeout got a 503), so
+        the providers retry them: dropping them loses nothing, while waiting for aiokafka's
+        request timeout would outlast an orchestrator's grace period (Kubernetes: 30 s).
+        """
+        if self._producer is None:
+            return
+        producer, self._producer = self._producer, None
+        try:
+            await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "Kafka did not take the last raw records within %.0f s; stopping without "
+                "them (their requests were not acknowledged, so providers retry them)",
+                STOP_TIMEOUT_S,
+            )
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
         assert self._producer is not None, "producer not started"

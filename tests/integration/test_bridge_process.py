@@ -143,6 +143,40 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
     assert "bridge stopped" in bridge.log_tail()
 
 
+def test_sigterm_while_kafka_is_down_exits_within_a_grace_period(
+    own_kafka: Any, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Kubernetes gives 30 s by default; a bridge whose broker is gone must not need longer."""
+    bridge = start_bridge(own_kafka.bootstrap, topic_prefix, tmp_path / "bridge.log")
+    try:
+
+        async def post_all(n: int) -> list[int]:
+            async with aiohttp.ClientSession() as http:
+
+                async def post(i: int) -> int:
+                    body, headers = gameball_delivery(i)
+                    async with http.post(
+                        bridge.url + "/webhooks/gameball", data=body, headers=headers
+                    ) as r:
+                        return r.status
+
+                return list(await asyncio.gather(*(post(i) for i in range(n))))
+
+        assert asyncio.run(post_all(1)) == [200]
+        own_kafka.kill()
+        # records waiting for a broker that is gone: each request gets its 503 (ack timeout)
+        assert set(asyncio.run(post_all(20))) == {503}
+        started = time.monotonic()
+        bridge.proc.send_signal(signal.SIGTERM)
+        code = bridge.proc.wait(25)
+        took = time.monotonic() - started
+    finally:
+        stop(bridge)
+    assert code == 0, bridge.log_tail()
+    assert took < 15, f"exit took {took:.1f} s\n{bridge.log_tail()}"
+    assert "bridge stopped" in bridge.log_tail()
+
+
 def _replay(
     url: str, paths: list[str], env_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str]:
