@@ -82,6 +82,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
 from connector.avro import default_codec  # noqa: E402
 from connector.embedded.kafka import KafkaBroker  # noqa: E402
+from connector.inspect import read_to_end  # noqa: E402
 from connector.providers import PROVIDERS  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Bridge,
@@ -491,37 +492,12 @@ class RawRecord:
 
 
 async def _read(bootstrap: str, topic: str, timeout: float = 120) -> list[RawRecord]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    messages = await read_to_end(
+        bootstrap, topic, isolation_level="read_uncommitted", timeout=timeout, batch=5000
     )
-    await consumer.start()
-    out: list[RawRecord] = []
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            if all(positions[tp] >= end[tp] for tp in tps):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not read {topic} to its end {end}: at {positions}")
-            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, messages in batch.items():
-                for msg in messages:
-                    headers = {k: v for k, v in (msg.headers or ())}
-                    out.append(RawRecord(tp.partition, msg.offset, msg.key, msg.value, headers))
-    finally:
-        await consumer.stop()
-    return out
+    return [
+        RawRecord(m.partition, m.offset, m.key, m.value, dict(m.headers or ())) for m in messages
+    ]
 
 
 def read_topic(bootstrap: str, topic: str) -> list[RawRecord]:

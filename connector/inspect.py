@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import Any, TextIO
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from connector.errors import BrokerError, SchemaError
 from connector.models import to_json_obj
@@ -55,6 +56,55 @@ def decode_value(topic: str, value: bytes | None, settings: Settings) -> dict[st
         return to_json_obj(codec_for(settings).decode(value))
     except SchemaError as exc:
         return {"undecodable": str(exc)}
+
+
+async def read_to_end(
+    bootstrap: str,
+    topic: str,
+    *,
+    isolation_level: str = "read_committed",
+    timeout: float = 120.0,
+    batch: int = 2000,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic`, from the beginning to the end offsets seen when it starts.
+
+    An unknown topic gives []; a topic that cannot be read to its end within `timeout`
+    seconds raises BrokerError with the positions reached. read_committed (the default) leaves
+    out aborted transactions' records, as a downstream consumer of exactly_once output should.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+    )
+    await consumer.start()
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # a new topic may need a refresh
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in tps}
+            if all(positions[tp] >= end[tp] for tp in tps):
+                return out
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"could not read {topic} to its end {end} within {timeout:.0f}s: at {positions}"
+                )
+            fetched = await consumer.getmany(timeout_ms=300, max_records=batch)
+            for messages in fetched.values():
+                out.extend(messages)
+    finally:
+        await consumer.stop()
 
 
 async def tail(

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from connector.avro import default_codec
 from connector.embedded import free_port
+from connector.errors import BrokerError
+from connector.inspect import read_to_end
 from connector.providers import PROVIDERS
 from tests.support import test_env, test_secrets
 
@@ -191,46 +193,21 @@ class Record:
 async def _read_topic(
     bootstrap: str, topic: str, decode: bool, isolation: str, timeout: float
 ) -> list[Record]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level=isolation,
-    )
-    await consumer.start()
     codec = default_codec()
-    out: list[Record] = []
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in tps}
-            if all(positions[tp] >= end[tp] for tp in tps):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"could not read {topic} to its end {end} within {timeout}s: at {positions}"
-                )
-            batch = await consumer.getmany(timeout_ms=300, max_records=2000)
-            for tp, messages in batch.items():
-                for m in messages:
-                    value: Any = m.value
-                    if decode and m.value is not None:
-                        value = codec.decode(m.value)
-                    key = (m.key or b"").decode("utf-8", "replace")
-                    out.append(Record(topic, tp.partition, m.offset, key, value))
-    finally:
-        await consumer.stop()
-    return out
+        messages = await read_to_end(bootstrap, topic, isolation_level=isolation, timeout=timeout)
+    except BrokerError as exc:
+        raise AssertionError(str(exc)) from None
+    return [
+        Record(
+            topic,
+            m.partition,
+            m.offset,
+            (m.key or b"").decode("utf-8", "replace"),
+            codec.decode(m.value) if decode and m.value is not None else m.value,
+        )
+        for m in messages
+    ]
 
 
 async def _group_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
