@@ -174,15 +174,11 @@ def bench_secrets(work: Path) -> dict[str, dict[str, str]]:
     return secrets
 
 
-def bridge_secret_env(secrets: dict[str, dict[str, str]]) -> dict[str, str]:
-    return {
-        "CONNECTOR_GAMEBALL_SECRET_KEY": secrets["gameball"]["secret_key"],
-        "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": secrets["open_loyalty"]["header_name"],
-        "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": secrets["open_loyalty"]["header_value"],
-        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": secrets["open_loyalty"]["hmac_secret"],
-        "CONNECTOR_VOUCHERIFY_SECRET_KEY": secrets["voucherify"]["secret_key"],
-        "CONNECTOR_WIX_PUBLIC_KEY": secrets["wix"]["public_key"],
-    }
+def bridge_secret_env() -> dict[str, str]:
+    """The bridge's CONNECTOR_* secrets: the test suite's, the ones `bench_secrets` signs with."""
+    from tests.support import test_env
+
+    return test_env()
 
 
 def member_key_of(provider: str, body: bytes, headers: dict[str, str]) -> list[str]:
@@ -255,13 +251,17 @@ def run_worker_with_app(path: str) -> int:
 class Child:
     """`python -m connector <command>` with its own log file; stopped with SIGTERM."""
 
-    def __init__(self, command: str, env: dict[str, str], log: Path, port: int) -> None:
+    def __init__(
+        self, command: str, env: dict[str, str], log: Path, port: int, app: str | None = None
+    ) -> None:
+        """`app`: a worker's create_app from this file instead (default: --worker-app, if any)."""
         self.log, self.port = log, port
         self.url = f"http://127.0.0.1:{port}"
         self.started = time.time()
         cmd = [sys.executable, "-m", "connector", command]
-        if command == "worker" and WORKER_APP:
-            cmd = [sys.executable, __file__, "--child-worker", WORKER_APP]
+        app = app or (WORKER_APP if command == "worker" else None)
+        if app:
+            cmd = [sys.executable, __file__, "--child-worker", app]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 cmd,
@@ -302,7 +302,13 @@ class Child:
 
 
 def start_worker(
-    broker: str, prefix: str, app_id: str, work: Path, name: str, log_level: str = "WARNING"
+    broker: str,
+    prefix: str,
+    app_id: str,
+    work: Path,
+    name: str,
+    log_level: str = "WARNING",
+    app: str | None = None,
 ) -> Child:
     port = free_port()
     data_dir = work / f"{name}-data"
@@ -315,7 +321,7 @@ def start_worker(
         CONNECTOR_WEB_HOST="127.0.0.1",
         CONNECTOR_LOG_LEVEL=log_level,
     )
-    return Child("worker", env, work / f"{name}.log", port)
+    return Child("worker", env, work / f"{name}.log", port, app)
 
 
 def worker_metrics(url: str) -> dict[str, float] | None:
@@ -722,9 +728,10 @@ def measure_throughput(
     kafka_pid: int | None,
     timeout: float,
     name: str = "worker-1",
+    app: str | None = None,
 ) -> tuple[Child, dict[str, Any]]:
     topics = f"{prefix}.balances", f"{prefix}.ledger", f"{prefix}.tiers"
-    worker = start_worker(broker, prefix, app_id, work, name)
+    worker = start_worker(broker, prefix, app_id, work, name, app=app)
     samples: list[list[float]] = []
     deadline = time.monotonic() + timeout
     done_at: float | None = None
@@ -804,14 +811,17 @@ def measure_floor(
     broker: str, prefix: str, app_id: str, n: int, work: Path, kafka_pid: int | None
 ) -> dict[str, Any]:
     """The same records through `benchmarks/faust_floor.py`: Faust + Kafka I/O, no work."""
-    global WORKER_APP
-    saved, WORKER_APP = WORKER_APP, str(FLOOR_APP)
-    try:
-        floor, row = measure_throughput(
-            broker, prefix, app_id, n, work, kafka_pid, timeout=600, name="worker-floor"
-        )
-    finally:
-        WORKER_APP = saved
+    floor, row = measure_throughput(
+        broker,
+        prefix,
+        app_id,
+        n,
+        work,
+        kafka_pid,
+        timeout=600,
+        name="worker-floor",
+        app=str(FLOOR_APP),
+    )
     floor.stop()
     row.pop("progress", None)
     print(
@@ -831,14 +841,13 @@ def measure_latency(
     warmup: float,
     run: str,
     work: Path,
-    secrets: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
     port = free_port()
     env = base_env(broker, prefix)
     env.update(
         CONNECTOR_BRIDGE_PORT=str(port),
         CONNECTOR_BRIDGE_HOST="127.0.0.1",
-        **bridge_secret_env(secrets),
+        **bridge_secret_env(),
     )
     bridge = Child("bridge", env, work / "bridge.log", port)
     seen_file, sent_file = work / "seen.json", work / "sent.json"
@@ -1401,9 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
             broker, prefix, app_id, n, work, kafka_pid, timeout=900
         )
         latency = [
-            measure_latency(
-                broker, prefix, worker, rate, duration, warmup, f"{run}r{i}", work, secrets
-            )
+            measure_latency(broker, prefix, worker, rate, duration, warmup, f"{run}r{i}", work)
             for i, rate in enumerate(float(r) for r in args.rates.split(","))
         ]
         worker.stop()
