@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -62,28 +63,57 @@ class EntryOrigin(enum.StrEnum):
     DERIVED = "DERIVED"
 
 
-def points(value: Any) -> Decimal:
-    """Exact points from a JSON number or string (`100`, `100.0`, `"25"`), quantized to 2 places.
+# A points field is a JSON number or a plain decimal string, nothing else: ASCII digits, an
+# optional sign and fraction, an optional exponent. `Decimal()` alone would also take tuples
+# (a JSON array `[0, [1, 2, 3], 0]` reads as 123), `"1_000"`, non-ASCII digits and
+# surrounding whitespace, none of which any provider sends.
+_POINTS_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
-    Raises ValueError for anything that is not a finite number with at most two decimals
-    (rounding points silently would make balances wrong).
+
+def points(value: Any) -> Decimal:
+    """Exact points from a JSON number or a plain decimal string (`100`, `100.0`, `"25"`).
+
+    Quantized to 2 places. Raises ValueError for anything else (booleans, arrays, objects,
+    `"1_000"`, non-ASCII digits, NaN/Infinity), for more than two decimals (rounding points
+    silently would make balances wrong), and for magnitudes Avro decimal(18, 2) cannot hold.
     """
     if isinstance(value, bool) or value is None:
         raise ValueError(f"expected a number of points, got {value!r}")
     if isinstance(value, float):
         value = repr(value)  # shortest repr round-trips exactly what the JSON said
-    try:
-        d = Decimal(value) if not isinstance(value, Decimal) else value
-    except (InvalidOperation, TypeError):
-        raise ValueError(f"expected a number of points, got {value!r}") from None
+    if isinstance(value, int):
+        d = Decimal(value)
+    elif isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, str) and _POINTS_TEXT.fullmatch(value):
+        try:
+            d = Decimal(value)
+        except (InvalidOperation, ArithmeticError):
+            raise ValueError(f"points {value!r} are out of range") from None
+    else:
+        raise ValueError(f"expected a number of points, got {_short(value)}")
     if not d.is_finite():
         raise ValueError(f"expected a finite number of points, got {value!r}")
-    if abs(d) >= POINTS_MAX:
-        raise ValueError(f"points {value!r} are out of range")
+    try:
+        out_of_range = abs(d) >= POINTS_MAX
+    except ArithmeticError:  # decimal.Overflow from "1E+999999999999999999"
+        out_of_range = True
+    if out_of_range:
+        raise ValueError(f"points {_short(value)} are out of range")
     q = d.quantize(POINTS_QUANTUM)
     if q != d:
         raise ValueError(f"points {value!r} have more than {POINTS_SCALE} decimal places")
     return q
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def in_points_range(value: Decimal) -> bool:
+    """True if `value` fits Avro decimal(18, 2) (every points field of every record)."""
+    return abs(value) < POINTS_MAX
 
 
 def utc(dt: datetime) -> datetime:
@@ -103,6 +133,12 @@ class Tier:
     id: str | None = None
     name: str | None = None
     order: int | None = None
+
+
+# A tier with no id, name or order states that the member has NO tier (a Wix account without a
+# tier, the base level): unlike an absent tier (`None`: the event says nothing about tiers), it
+# clears the member's tier when it is the newest tier statement.
+NO_TIER = Tier()
 
 
 @dataclass(frozen=True, slots=True)

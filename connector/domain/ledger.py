@@ -2,22 +2,29 @@
 
 Pure and deterministic (the caller passes `now`), so the Faust `ledger` agent only moves data in
 and out, and every rule about dedupe, ordering and derived movements is tested here without Kafka.
+`docs/delivery-semantics.md` says, per provider, which of these rules its deliveries meet.
 
 Guarantees, per member, for events whose ids are still in the bounded dedupe memory:
 
 * redelivering an event changes nothing (event-id dedupe), and two webhooks about one points
-  movement count it once (movement-id dedupe);
+  movement count it once (movement-id dedupe, per phase: pending, balance, release, cancel);
 * deltas commute, and absolute values (reported balance, snapshot pending points, tier) are kept
   only from the newest event by a total order, so the final user-visible state does not depend on
-  arrival order.
+  arrival order;
+* a balance statement inside a delta stream (Open Loyalty's `amount_change: 0` expiries, cancels
+  and unlocks; amount changes without a direction) is booked as the difference to the balance
+  before it *in provider order*, and corrected when an event that belongs before it arrives
+  later (the balance chain), so it neither hides in the drift nor double counts;
+* a pending movement is released exactly once, by its activation, its cancelation or the
+  balance movement with the same movement id, whichever order they arrive in;
+* every value stays inside Avro decimal(18, 2): an event that would leave it raises
+  `LedgerOverflow` (the worker dead-letters that event) and leaves the state as it was.
 
-The order-independence holds for one provider's stream shape: either deltas (Open Loyalty,
-Voucherify) or balance-only snapshots (Gameball, Wix). A member whose stream mixes both for the
-same movements cannot be reconciled by any arrival-order-free rule (a snapshot seen before a
-delta already contains it); no provider does that today. Also, with snapshots that carry no
-counters (Gameball), a skipped stale snapshot loses the classification of what happened between
-the two snapshots around it: balances stay exact, but lifetime earned/redeemed may then differ by
-arrival order (their difference still equals the computed balance).
+Snapshot streams (Gameball profiles, Wix accounts) derive their movements from the previous
+applied snapshot. With snapshots that carry no counters (Gameball), a skipped stale snapshot
+loses the classification of what happened between the two snapshots around it: balances stay
+exact, but lifetime earned/redeemed may then differ by arrival order (their difference still
+equals the computed balance).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from connector.models import (
+    NO_TIER,
+    POINTS_MAX,
     ZERO,
     EntryOrigin,
     EventType,
@@ -43,7 +52,10 @@ from connector.models import (
 )
 
 DEFAULT_MEMORY = 1000
-STATE_VERSION = 1
+STATE_VERSION = 2
+# How many balance-carrying or balance-moving events the balance chain keeps per member: how far
+# back an event may arrive out of order and still correct the balance statement after it.
+CHAIN_LENGTH = 32
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -59,17 +71,51 @@ INFORMATIONAL_TYPES = frozenset({EventType.POINTS_EXPIRING, EventType.NOTIFICATI
 
 RESIDUAL_SUFFIX = "residual"
 
+# Attribute a decoder sets when the event id is not the provider's (a hash of the delivery):
+# such ids and their receive-time clocks cannot place an event beyond the dedupe horizon.
+SYNTHETIC_ID = "synthetic_event_id"
+
+# Kinds that move the balance and may be sized by the balance chain when the provider reports
+# only the balance after them (points_delta null, balance set).
+GAP_KINDS = frozenset(
+    {
+        EventType.POINTS_EARNED,
+        EventType.POINTS_REDEEMED,
+        EventType.POINTS_EXPIRED,
+        EventType.POINTS_ADJUSTED,
+    }
+)
+
+
+class LedgerOverflow(ValueError):
+    """Applying an event would take a points value outside Avro decimal(18, 2)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # ordering
 
 
 class OrderKey(NamedTuple):
-    """Where an event sits in a member's history, for "apply only if newer" decisions."""
+    """Where an event sits in a member's history, for "apply only if newer" decisions.
+
+    `received_ms` (the bridge's receive time) breaks ties between events with the same provider
+    time: Open Loyalty's only clock is `X-Webhook-Timestamp`, in whole seconds, and it sends the
+    webhooks of one request in order, so the receive order is the best order within a second.
+    """
 
     revision: int | None
     occurred_ms: int
     event_id: str
+    received_ms: int = 0
+
+    def rank(self) -> tuple[int, int, int, str]:
+        """The total order: revision (none sorts first), provider time, receive time, id."""
+        return (
+            -1 if self.revision is None else self.revision,
+            self.occurred_ms,
+            self.received_ms,
+            self.event_id,
+        )
 
 
 def to_ms(dt: datetime) -> int:
@@ -82,28 +128,23 @@ def from_ms(ms: int) -> datetime:
 
 
 def order_key(event: LoyaltyEvent) -> OrderKey:
-    return OrderKey(event.revision, to_ms(event.occurred_at), event.event_id)
+    return OrderKey(
+        event.revision, to_ms(event.occurred_at), event.event_id, to_ms(event.received_at)
+    )
 
 
 def is_newer(key: OrderKey, mark: OrderKey | None) -> bool:
     """True if an event at `key` supersedes the absolute value last applied at `mark`.
 
     A provider revision (Wix `account.revision`, +1 per update) is more trustworthy than clocks,
-    so it decides when both sides have one; otherwise the provider's occurred-at time decides.
-    Ties are broken by event id: arbitrary, but the same whatever order events arrive in, which
-    is what makes the final state independent of delivery order. This is a total order as long
-    as a member's events either all carry a revision or all lack one (true per provider); the
-    same key (a redelivery the dedupe memory forgot) is never newer, so it cannot re-apply.
+    so it decides first; then the provider's time, then the receive time, then the event id
+    (arbitrary, but the same whatever order events arrive in, which is what makes the final
+    state independent of delivery order). An event without a revision ranks below every event
+    with one, so the order stays total when a provider sends a revision only sometimes (a Wix
+    account without `revision` can never move a revisioned balance). The same key (a redelivery
+    the dedupe memory forgot) is never newer, so it cannot re-apply.
     """
-    if mark is None:
-        return True
-    if key.revision is not None and mark.revision is not None:
-        return (key.revision, key.occurred_ms, key.event_id) > (
-            mark.revision,
-            mark.occurred_ms,
-            mark.event_id,
-        )
-    return (key.occurred_ms, key.event_id) > (mark.occurred_ms, mark.event_id)
+    return mark is None or key.rank() > mark.rank()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,14 +154,51 @@ def is_newer(key: OrderKey, mark: OrderKey | None) -> bool:
 def remember(ids: tuple[str, ...], new_id: str, memory: int) -> tuple[str, ...]:
     """`ids` with `new_id` appended (newest last), oldest evicted beyond `memory` entries.
 
-    Bounded so a member record stays small; an event redelivered after `memory` newer ones
-    would count again, which is far beyond any provider's retry horizon (Wix: ~2 days, 13 tries).
+    Bounded so a member record stays small; what an eviction forgets is tracked by
+    `remember_event` (the dedupe horizon), so a redelivery from beyond it is recognised.
     """
     if new_id in ids:
         kept = tuple(i for i in ids if i != new_id) + (new_id,)
     else:
         kept = ids + (new_id,)
     return kept[-memory:] if len(kept) > memory else kept
+
+
+def remember_event(
+    state: MemberState, event_id: str, occurred_ms: int, memory: int
+) -> tuple[tuple[str, ...], tuple[int, ...], int | None]:
+    """The event-id memory with `event_id` (at provider time `occurred_ms`) added.
+
+    Returns (ids, their provider times, horizon): the horizon is the newest provider time among
+    the ids evicted so far. An event at or before the horizon whose id is not remembered may be a
+    redelivery the memory forgot (see `beyond_horizon`).
+    """
+    ids = list(state.recent_event_ids)
+    times = list(state.recent_event_ms)
+    if len(times) != len(ids):  # records written before times were kept
+        times = [occurred_ms] * len(ids)
+    ids.append(event_id)
+    times.append(occurred_ms)
+    horizon = state.horizon_ms
+    if len(ids) > memory:
+        cut = len(ids) - memory
+        forgotten = max(times[:cut])
+        horizon = forgotten if horizon is None else max(horizon, forgotten)
+        ids, times = ids[cut:], times[cut:]
+    return tuple(ids), tuple(times), horizon
+
+
+def beyond_horizon(state: MemberState, event: LoyaltyEvent) -> bool:
+    """True for an event the dedupe memory cannot vouch for: as old as something it forgot.
+
+    Only events with a provider id and a provider clock are judged (Voucherify, Wix, Gameball
+    v4): a provider retry keeps both, so an unremembered event at or before the horizon is most
+    likely a redelivery of an evicted one. Events whose id or time we made up (body hashes,
+    receive times) cannot be told apart this way and are applied.
+    """
+    if state.horizon_ms is None or event.attributes.get(SYNTHETIC_ID) == "true":
+        return False
+    return to_ms(event.occurred_at) <= state.horizon_ms
 
 
 def movement_key(kind: EventType, movement_id: str) -> str:
@@ -135,6 +213,26 @@ def movement_key(kind: EventType, movement_id: str) -> str:
     if kind is EventType.POINTS_CANCELED:
         return f"{movement_id}#canceled"
     return movement_id
+
+
+def release_key(movement_id: str) -> str:
+    """The dedupe key of a movement's release from pending (activation or balance phase)."""
+    return f"{movement_id}#released"
+
+
+class Link(NamedTuple):
+    """One event in a member's balance chain (see `apply_chain`).
+
+    An explicit link moved the balance by `delta` (and may report the `balance` after it); a gap
+    link reported only the `balance` after it, and `booked` is what the ledger booked for it so
+    far (the difference to the balance before it in provider order).
+    """
+
+    key: OrderKey
+    delta: Decimal | None
+    balance: Decimal | None
+    booked: Decimal
+    kind: EventType
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +269,12 @@ class MemberState:
     source_offset: int | None = None
     recent_event_ids: tuple[str, ...] = ()
     recent_movement_ids: tuple[str, ...] = ()
+    recent_event_ms: tuple[int, ...] = ()  # provider time of each remembered event id
+    horizon_ms: int | None = None  # newest provider time among forgotten event ids
+    open_pending: tuple[tuple[str, Decimal], ...] = ()  # movement id -> pending not released
+    chain: tuple[Link, ...] = ()  # recent balance events, in provider order
+    chain_base: Decimal = ZERO  # the balance before chain[0]
+    chain_floor: OrderKey | None = None  # the newest key evicted from the chain
 
     @classmethod
     def new(cls, event: LoyaltyEvent, now: datetime) -> MemberState:
@@ -260,6 +364,12 @@ class MemberState:
             "source_offset": self.source_offset,
             "recent_event_ids": list(self.recent_event_ids),
             "recent_movement_ids": list(self.recent_movement_ids),
+            "recent_event_ms": list(self.recent_event_ms),
+            "horizon_ms": self.horizon_ms,
+            "open_pending": [[m, str(v)] for m, v in self.open_pending],
+            "chain": [_link_out(link) for link in self.chain],
+            "chain_base": str(self.chain_base),
+            "chain_floor": _mark_out(self.chain_floor),
         }
 
     @classmethod
@@ -288,6 +398,12 @@ class MemberState:
             source_offset=d.get("source_offset"),
             recent_event_ids=tuple(d.get("recent_event_ids", ())),
             recent_movement_ids=tuple(d.get("recent_movement_ids", ())),
+            recent_event_ms=tuple(int(t) for t in d.get("recent_event_ms", ())),
+            horizon_ms=None if d.get("horizon_ms") is None else int(d["horizon_ms"]),
+            open_pending=tuple((str(m), Decimal(v)) for m, v in d.get("open_pending", ())),
+            chain=tuple(_link_in(v) for v in d.get("chain", ())),
+            chain_base=Decimal(d.get("chain_base", "0.00")),
+            chain_floor=_mark_in(d.get("chain_floor")),
         )
 
 
@@ -308,14 +424,36 @@ def _tier_in(d: Mapping[str, Any] | None) -> Tier | None:
 
 
 def _mark_out(m: OrderKey | None) -> list[Any] | None:
-    return None if m is None else [m.revision, m.occurred_ms, m.event_id]
+    return None if m is None else [m.revision, m.occurred_ms, m.event_id, m.received_ms]
 
 
 def _mark_in(v: Iterable[Any] | None) -> OrderKey | None:
     if v is None:
         return None
-    revision, occurred_ms, event_id = v
-    return OrderKey(None if revision is None else int(revision), int(occurred_ms), str(event_id))
+    revision, occurred_ms, event_id, *rest = v  # version 1 marks had no receive time
+    return OrderKey(
+        None if revision is None else int(revision),
+        int(occurred_ms),
+        str(event_id),
+        int(rest[0]) if rest else 0,
+    )
+
+
+def _link_out(link: Link) -> list[Any]:
+    return [
+        _mark_out(link.key),
+        _dec_out(link.delta),
+        _dec_out(link.balance),
+        str(link.booked),
+        link.kind.value,
+    ]
+
+
+def _link_in(v: Iterable[Any]) -> Link:
+    key, delta, balance, booked, kind = v
+    mark = _mark_in(key)
+    assert mark is not None
+    return Link(mark, _dec_in(delta), _dec_in(balance), Decimal(booked), EventType(kind))
 
 
 _COUNTER_FIELDS = ("earned", "redeemed", "adjusted", "expired", "total")
@@ -514,27 +652,213 @@ def _entry(
 def apply_reported_delta(
     state: MemberState, event: LoyaltyEvent, now: datetime, memory: int
 ) -> tuple[MemberState, list[LedgerEntry]]:
-    """Book the event's `points_delta`, unless its movement was already counted.
+    """Book the event's `points_delta` (or size it from the balance chain), once per phase.
 
     Providers send several webhooks about one movement (Open Loyalty `account.points_transfer` and
-    `account.available_points_amount_changed` share a `pointsTransferId`; Voucherify sends project
-    and distribution webhooks for one transaction): the movement id makes the second a no-op for
-    the balance. The movement id is remembered only once a delta is actually booked, so an event
-    that merely mentions a movement cannot suppress the one that carries it.
+    `account.available_points_amount_changed` share a `pointsTransferId`; Voucherify reports one
+    transaction by project and distribution webhooks): the movement id makes the second a no-op
+    for the balance. The movement id is remembered only once a delta is actually booked, so an
+    event that merely mentions a movement cannot suppress the one that carries it.
+
+    Pending points commute: POINTS_PENDING adds, an activation or cancelation removes its own
+    magnitude (each phase once per movement id). A balance movement that is not an activation
+    (Open Loyalty activates a pending transfer with an amount change carrying the same
+    `pointsTransferId`) releases the pending phase opened with its movement id; if it comes
+    first, the pending phase arriving later opens nothing. So pending points end the same in
+    every order. Events that move or state the balance also enter the balance chain.
     """
+    movement_id = event.movement_id
     if event.points_delta is None:
+        if is_gap(event):
+            return apply_chain(state, event, None, now)
         return state, []
     movement = classify_delta(event.type, event.points_delta)
     if movement is None:
+        if event.balance is not None and event.type not in INFORMATIONAL_TYPES:
+            return apply_chain(state, event, ZERO, now)  # a zero change: a balance statement
         return state, []
-    if event.movement_id is not None:
-        key = movement_key(movement.kind, event.movement_id)
-        if key in state.recent_movement_ids:
-            return state, []
-        state = replace(state, recent_movement_ids=remember(state.recent_movement_ids, key, memory))
-    after = book(state, movement)
-    entry_id = f"{event.event_id}:{movement.kind.value}"
-    return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+    ids = state.recent_movement_ids
+    kind = movement.kind
+    entries: list[LedgerEntry] = []
+
+    if kind is EventType.POINTS_PENDING:
+        if movement_id is not None:
+            key = movement_key(kind, movement_id)
+            if key in ids:
+                return state, []
+            state = replace(state, recent_movement_ids=remember(ids, key, memory))
+            if movement_id in ids and release_key(movement_id) not in ids:
+                # its balance movement came first and released nothing: the phase is over
+                ids = remember(state.recent_movement_ids, release_key(movement_id), memory)
+                return replace(state, recent_movement_ids=ids), []
+            opened = (movement_id, movement.pending_delta)
+            state = replace(state, open_pending=_bounded(state.open_pending + (opened,), memory))
+        after = book(state, movement)
+        entry_id = f"{event.event_id}:{kind.value}"
+        return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+
+    if kind is EventType.POINTS_CANCELED:
+        if movement_id is not None:
+            key = movement_key(kind, movement_id)
+            if key in ids:
+                return state, []
+            state = _close(
+                replace(state, recent_movement_ids=remember(ids, key, memory)), movement_id
+            )[0]
+        after = book(state, movement)
+        entry_id = f"{event.event_id}:{kind.value}"
+        return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+
+    # a balance movement (earned, redeemed, expired, adjusted, activated)
+    balance_phase = Movement(kind, movement.balance_delta)
+    booked = movement_id is None or movement_id not in ids
+    if booked:
+        if movement_id is not None:
+            state = replace(state, recent_movement_ids=remember(ids, movement_id, memory))
+        after = book(state, balance_phase)
+        entry_id = f"{event.event_id}:{kind.value}"
+        entries.append(
+            _entry(state, after, event, balance_phase, EntryOrigin.REPORTED, entry_id, now)
+        )
+        state = after
+    # Release from pending, once per movement: an activation releases its own magnitude (a
+    # twin that already booked the balance phase does not stop that); any other balance
+    # movement releases the pending phase opened with its movement id, if there is one.
+    released = None
+    if movement_id is None or release_key(movement_id) not in state.recent_movement_ids:
+        state, opened = _close(state, movement_id)
+        if kind is EventType.POINTS_ACTIVATED:
+            released = movement.balance_delta.copy_abs()
+        elif opened is not None:
+            released = opened
+    if released is not None:
+        if movement_id is not None:
+            ids = remember(state.recent_movement_ids, release_key(movement_id), memory)
+            state = replace(state, recent_movement_ids=ids)
+        state = replace(state, pending_points=state.pending_points - released)
+    if booked or event.balance is not None:
+        chain_state, chain_entries = apply_chain(
+            state, event, balance_phase.balance_delta if booked else ZERO, now
+        )
+        return chain_state, entries + chain_entries
+    return state, entries
+
+
+def _close(state: MemberState, movement_id: str | None) -> tuple[MemberState, Decimal | None]:
+    """`state` without `movement_id`'s open pending phase, and the amount it opened with."""
+    if movement_id is not None:
+        for i, (m, amount) in enumerate(state.open_pending):
+            if m == movement_id:
+                rest = state.open_pending[:i] + state.open_pending[i + 1 :]
+                return replace(state, open_pending=rest), amount
+    return state, None
+
+
+def _bounded(items: tuple[Any, ...], memory: int) -> tuple[Any, ...]:
+    return items[-memory:] if len(items) > memory else items
+
+
+# ---------------------------------------------------------------------------------------------
+# the balance chain
+
+
+def is_gap(event: LoyaltyEvent) -> bool:
+    """A movement whose size the provider did not say, only the balance after it.
+
+    Open Loyalty OSS sends expiries, cancels and unlocks as `amount_change: 0` (the event's
+    default) with the new `amount`; an amount change of unknown direction is the same. The
+    decoder marks them as a movement kind with `points_delta` null and `balance` set.
+    """
+    return event.type in GAP_KINDS and event.points_delta is None and event.balance is not None
+
+
+def _balance_before(chain: tuple[Link, ...], i: int, base: Decimal) -> Decimal:
+    """The balance just before chain[i]: the nearest reported balance before it plus the
+    deltas of the links between (those that reported no balance)."""
+    acc = ZERO
+    for j in range(i - 1, -1, -1):
+        link = chain[j]
+        if link.balance is not None:
+            return link.balance + acc
+        acc += link.delta if link.delta is not None else link.booked
+    return base + acc
+
+
+def apply_chain(
+    state: MemberState, event: LoyaltyEvent, delta: Decimal | None, now: datetime
+) -> tuple[MemberState, list[LedgerEntry]]:
+    """Put `event` into the member's balance chain; size it if it is a gap, and re-size the gap
+    after it.
+
+    The chain holds the last `CHAIN_LENGTH` events that moved or reported the balance, in
+    provider order (`OrderKey.rank`). A gap (delta None) is booked as its reported balance minus
+    the balance before it in that order. An event that arrives late, between a gap and the link
+    the gap was sized against, changes what the gap means: the gap is corrected by a further
+    entry of its kind (id `<gap event id>:correction:<late event id>`), so the sum of the entries
+    is the same whatever the arrival order. An event older than everything the chain still holds
+    is booked as reported (a gap from there is booked as nothing); the drift then shows it.
+    """
+    key = order_key(event)
+    kind = EventType.POINTS_ADJUSTED if delta is None else event.type
+    if state.chain_floor is not None and key.rank() <= state.chain_floor.rank():
+        return state, []
+    chain = list(state.chain)
+    ranks = [link.key.rank() for link in chain]
+    rank = key.rank()
+    i = 0
+    while i < len(ranks) and ranks[i] < rank:
+        i += 1
+    if i < len(ranks) and ranks[i] == rank:
+        return state, []  # already in the chain (a redelivery the memory forgot)
+    entries: list[LedgerEntry] = []
+    booked = ZERO
+    if delta is None:
+        assert event.balance is not None
+        booked = event.balance - _balance_before(state.chain, i, state.chain_base)
+        kind = event.type
+    chain.insert(i, Link(key, delta, event.balance, booked, kind))
+    if delta is None and booked != 0:
+        movement = Movement(kind, booked)
+        after = book(state, movement)
+        entries.append(
+            _entry(
+                state,
+                after,
+                event,
+                movement,
+                EntryOrigin.DERIVED,
+                f"{event.event_id}:{kind.value}",
+                now,
+            )
+        )
+        state = after
+    # the first later link that reports a balance: if it is a gap, it was sized without us
+    for j in range(i + 1, len(chain)):
+        later = chain[j]
+        if later.balance is None:
+            continue
+        if later.delta is None:
+            want = later.balance - _balance_before(tuple(chain), j, state.chain_base)
+            diff = want - later.booked
+            if diff != 0:
+                chain[j] = later._replace(booked=want)
+                movement = Movement(later.kind, diff)
+                after = book(state, movement)
+                entry_id = f"{later.key.event_id}:correction:{event.event_id}"
+                entries.append(
+                    _entry(state, after, event, movement, EntryOrigin.DERIVED, entry_id, now)
+                )
+                state = after
+        break
+    base, floor = state.chain_base, state.chain_floor
+    while len(chain) > CHAIN_LENGTH:
+        oldest = chain.pop(0)
+        if oldest.balance is not None:
+            base = oldest.balance
+        else:
+            base += oldest.delta if oldest.delta is not None else oldest.booked
+        floor = oldest.key
+    return replace(state, chain=tuple(chain), chain_base=base, chain_floor=floor), entries
 
 
 def is_derivable_snapshot(event: LoyaltyEvent) -> bool:
@@ -589,8 +913,9 @@ def apply_tier(state: MemberState, event: LoyaltyEvent) -> tuple[MemberState, Me
 
     Any event carrying a tier states the member's tier at that time (Wix and Gameball put it in
     account/profile snapshots, Voucherify on transactions); a TIER_CHANGED event without a tier
-    means the member left its tier. The mark advances on every newer tier statement, even an
-    unchanged one, otherwise an older different tier arriving later could win.
+    means the member left its tier, and so does `NO_TIER` on any event (a Wix account without a
+    tier: the member fell to the base level). The mark advances on every newer tier statement,
+    even an unchanged one, otherwise an older different tier arriving later could win.
     """
     if event.tier is None and event.type is not EventType.TIER_CHANGED:
         return state, None
@@ -598,8 +923,9 @@ def apply_tier(state: MemberState, event: LoyaltyEvent) -> tuple[MemberState, Me
     if not is_newer(key, state.tier_mark):
         return state, None
     previous = state.tier
-    state = replace(state, tier=event.tier, tier_mark=key)
-    if event.tier == previous:
+    tier = None if event.tier == NO_TIER else event.tier
+    state = replace(state, tier=tier, tier_mark=key)
+    if tier == previous:
         return state, None
     return state, MemberTier(
         member_key=state.member_key,
@@ -608,7 +934,7 @@ def apply_tier(state: MemberState, event: LoyaltyEvent) -> tuple[MemberState, Me
         customer_id=state.customer_id,
         changed_at=event.occurred_at,
         event_id=event.event_id,
-        tier=event.tier,
+        tier=tier,
         previous=previous,
     )
 
@@ -617,6 +943,7 @@ def stamp(
     state: MemberState, event: LoyaltyEvent, now: datetime, offset: int | None, memory: int
 ) -> MemberState:
     """Freshness and dedupe bookkeeping every applied event gets, whatever it changed."""
+    ids, times, horizon = remember_event(state, event.event_id, to_ms(event.occurred_at), memory)
     return replace(
         state,
         events_applied=state.events_applied + 1,
@@ -624,10 +951,40 @@ def stamp(
         updated_at=max(state.updated_at, utc(event.occurred_at)),
         as_of=now,
         source_offset=offset,
-        recent_event_ids=remember(state.recent_event_ids, event.event_id, memory),
+        recent_event_ids=ids,
+        recent_event_ms=times,
+        horizon_ms=horizon,
         # a smaller `memory` than before trims the movement memory too
         recent_movement_ids=state.recent_movement_ids[-memory:],
+        open_pending=_bounded(state.open_pending, memory),
     )
+
+
+def check_range(state: MemberState, entries: list[LedgerEntry], event: LoyaltyEvent) -> None:
+    """Raise LedgerOverflow if any points value would not fit Avro decimal(18, 2).
+
+    Each amount a decoder accepts fits, but sums need not: a balance that would reach 10^16
+    points is refused for this one event (the worker dead-letters it with this message), and
+    the member's state stays what it was before it.
+    """
+    values: list[tuple[str, Decimal | None]] = [
+        ("computed_balance", state.computed_balance),
+        ("pending_points", state.pending_points),
+        ("lifetime_earned", state.lifetime_earned),
+        ("lifetime_redeemed", state.lifetime_redeemed),
+        ("lifetime_expired", state.lifetime_expired),
+        ("lifetime_adjusted", state.lifetime_adjusted),
+        ("drift", state.drift),
+    ]
+    for entry in entries:
+        values.append(("ledger entry points_delta", entry.points_delta))
+    for name, value in values:
+        if value is not None and abs(value) >= POINTS_MAX:
+            raise LedgerOverflow(
+                f"event {event.event_id} would make {name} of member {state.member_key} "
+                f"{value}, out of range for decimal(18, 2) (|points| < 10^16): the event is "
+                "refused and the member keeps its state"
+            )
 
 
 @dataclass(frozen=True)
@@ -639,6 +996,8 @@ class Outcome:
     tier_change: MemberTier | None = None
     balance_changed: bool = False  # a MemberBalance reader would see a different value
     duplicate: bool = False  # already applied: nothing happened
+    # not remembered, but as old as an event the dedupe memory forgot: taken as a redelivery
+    beyond_horizon: bool = False
 
 
 def apply(
@@ -670,6 +1029,8 @@ def apply(
             )
         if event.event_id in state.recent_event_ids:
             return Outcome(state=state, duplicate=True)
+        if beyond_horizon(state, event):
+            return Outcome(state=state, duplicate=True, beyond_horizon=True)
         current = state
         is_new = False
 
@@ -677,6 +1038,7 @@ def apply(
     after, derived = apply_reported_balance(after, event, now)
     after, tier_change = apply_tier(after, event)
     after = stamp(after, event, now, offset, memory)
+    check_range(after, entries + derived, event)
     return Outcome(
         state=after,
         entries=entries + derived,

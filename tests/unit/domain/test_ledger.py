@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -567,11 +568,20 @@ def test_memory_bounds_the_recent_id_sets() -> None:
     state, _ = run(events, memory=3)
     assert state.recent_event_ids == ("e7", "e8", "e9")
     assert state.recent_movement_ids == ("m7", "m8", "m9")
-    # inside the window a redelivery is caught; beyond it, it would count again
+    # inside the window a redelivery is caught by its id
     assert apply(state, events[9], now=NOW, memory=3).duplicate
+    assert not apply(state, events[9], now=NOW, memory=3).beyond_horizon
+    # beyond it, by its provider time: as old as an event the memory forgot (the horizon)
+    assert state.horizon_ms is not None
     replayed = apply(state, events[0], now=NOW, memory=3)
-    assert not replayed.duplicate
-    assert replayed.state.computed_balance == D(11)
+    assert replayed.duplicate and replayed.beyond_horizon
+    assert replayed.state.computed_balance == D(10)
+    # an unremembered event newer than the horizon is new, whatever its id looks like
+    late = apply(state, ev("e-new", delta=1, movement="m-new", at=8.5), now=NOW, memory=3)
+    assert not late.duplicate and late.state.computed_balance == D(11)
+    # ids and clocks the decoder made up cannot judge that: such an event is applied
+    synthetic = replace(events[0], attributes={"synthetic_event_id": "true"})
+    assert apply(state, synthetic, now=NOW, memory=3).state.computed_balance == D(11)
 
 
 def test_memory_must_be_positive() -> None:
