@@ -33,6 +33,7 @@ def _parse_header(text: str) -> tuple[str, str]:
 def cmd_decode(args: argparse.Namespace) -> int:
     from connector.models import to_json_obj
     from connector.providers import PROVIDERS, DecodeContext
+    from connector.providers.base import RequestTarget
 
     provider = PROVIDERS[args.provider]
     try:
@@ -57,8 +58,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 "variables (see README) or pass --no-verify",
                 EXIT_VERIFY,
             )
+        # Open Loyalty Cloud signs the request line too: the URL the provider posted to
+        path = f"/webhooks/{args.provider}" + (f"/{args.tenant}" if args.tenant else "")
+        if args.url:
+            target = RequestTarget.of("POST", "", "", args.url)
+        else:
+            target = RequestTarget.of("POST", "127.0.0.1", path, settings.public_url)
         try:
-            provider.verify(body, headers, secrets)
+            provider.verify(body, headers, secrets, target)
         except VerificationError as exc:
             return _fail(f"verification failed: {exc}", EXIT_VERIFY)
     try:
@@ -179,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a request header the provider sent (repeatable)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the signature check")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="the URL the provider posted to, for signatures over the request line (Open "
+        "Loyalty Cloud); default: CONNECTOR_PUBLIC_URL, else http://127.0.0.1, plus "
+        "/webhooks/<provider>[/<tenant>]",
+    )
     p.add_argument("file", help="the raw request body; - reads stdin")
     p.set_defaults(func=cmd_decode)
 

@@ -124,7 +124,16 @@ def utc(dt: datetime) -> datetime:
     return dt.replace(microsecond=(dt.microsecond // 1000) * 1000)
 
 
+# A tenant: from the URL, a tenants file or a provider's own scope (Wix instanceId). It can
+# hold no ':', so `{provider}:{tenant}:{customer_id}` names exactly one member whatever the
+# customer id holds (provider keys hold no ':' either).
+TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 def member_key(provider: Provider, tenant: str, customer_id: str) -> str:
+    """`{provider}:{tenant}:{customer_id}`; unambiguous because the tenant holds no ':'."""
+    if not TENANT_RE.match(tenant):
+        raise ValueError(f"tenant {tenant[:80]!r} is not valid (1-64 letters, digits, . _ -)")
     return f"{provider.key}:{tenant}:{customer_id}"
 
 
@@ -133,6 +142,12 @@ class Tier:
     id: str | None = None
     name: str | None = None
     order: int | None = None
+
+
+# Attribute a decoder sets ("true") when the event id is not the provider's but a hash of the
+# delivery (and the time may be the receive time): the ledger cannot judge such an event's age
+# against its dedupe horizon. See docs/delivery-semantics.md.
+SYNTHETIC_ID = "synthetic_event_id"
 
 
 # A tier with no id, name or order states that the member has NO tier (a Wix account without a

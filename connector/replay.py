@@ -9,11 +9,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from connector.errors import ConfigError
 from connector.providers import PROVIDERS
+from connector.providers.base import RequestTarget
+from connector.providers.open_loyalty import OpenLoyalty
 from connector.settings import Settings
 
 
@@ -55,6 +58,18 @@ def target_url(base: str, provider: str, tenant: str | None) -> str:
     return f"{base}/webhooks/{provider}" + (f"/{tenant}" if tenant else "")
 
 
+def signed_target(url: str, public_url: str | None) -> RequestTarget:
+    """What the bridge will check a POST to `url` against (see `CONNECTOR_PUBLIC_URL`).
+
+    Sent through the public URL, the delivery is signed for `url` itself; sent to the bridge
+    directly while it has a public URL, it is signed as if it had come through that URL.
+    """
+    parts = urlsplit(url)
+    if public_url and not url.startswith(public_url.rstrip("/") + "/"):
+        return RequestTarget.of("POST", parts.netloc, parts.path, public_url)
+    return RequestTarget.of("POST", parts.netloc, parts.path)
+
+
 class Progress:
     def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
         self.total, self.done, self.stream = total, 0, stream
@@ -85,9 +100,16 @@ async def replay(
     for f in files:
         key = infer_provider(f, provider)
         secrets = settings.provider(key).secrets_for(tenant) or {}
-        body, headers = PROVIDERS[key].sign(f.read_bytes(), secrets)
+        url = target_url(to, key, tenant)
+        impl = PROVIDERS[key]
+        if isinstance(impl, OpenLoyalty):  # its Cloud HMAC signs the method, host and path
+            body, headers = impl.sign(
+                f.read_bytes(), secrets, target=signed_target(url, settings.public_url)
+            )
+        else:
+            body, headers = impl.sign(f.read_bytes(), secrets)
         headers.setdefault("Content-Type", "text/plain" if key == "wix" else "application/json")
-        jobs.append((f, target_url(to, key, tenant), body, headers))
+        jobs.append((f, url, body, headers))
     counts: collections.Counter[str] = collections.Counter()
     progress = Progress(len(jobs))
     sem = asyncio.Semaphore(concurrency)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from connector.errors import ConfigError
+from connector.models import TENANT_RE
 from connector.topics import Topics
 
 log = logging.getLogger(__name__)
 
 PROVIDER_KEYS = ("gameball", "open_loyalty", "voucherify", "wix")
-TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,25 @@ PROVIDER_OPTIONS: dict[str, tuple[Var, ...]] = {
     "open_loyalty": (
         Var("HEADER_NAME", None, "name of the custom request header set in Open Loyalty"),
         Var("HEADER_VALUE", None, "value of that header (compared in constant time)", secret=True),
-        Var("HMAC_SECRET", None, "secret of the optional `X-Webhook-Signature` HMAC", secret=True),
-        Var("HMAC_TEMPLATE", "{body}", "signed string: `{body}` or `{timestamp}.{body}`"),
+        Var(
+            "HMAC_SECRET",
+            None,
+            "secret of the optional `X-Webhook-Signature` HMAC (Cloud: `whsec_...`, as shown)",
+            secret=True,
+        ),
+        Var(
+            "HMAC_SCHEME",
+            None,
+            "what the HMAC signs: `cloud` (Open Loyalty Cloud's method, host, path, body hash, "
+            "timestamp, request id; the default) or `template` (the default when "
+            "`HMAC_TEMPLATE` is set)",
+        ),
+        Var(
+            "HMAC_TEMPLATE",
+            None,
+            "signed string of the `template` scheme (older custom setups): `{body}` (when unset) "
+            "or `{timestamp}.{body}`",
+        ),
         Var("TIMESTAMP_TOLERANCE", "300", "seconds `X-Webhook-Timestamp` may differ; 0 = off"),
     ),
     "voucherify": (
@@ -77,6 +94,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_REPLICATION_FACTOR", "1", "replication factor of topics the connector creates"),
     Var("CONNECTOR_BRIDGE_HOST", "0.0.0.0", "bridge listen address"),
     Var("CONNECTOR_BRIDGE_PORT", "8080", "bridge HTTP port"),
+    Var(
+        "CONNECTOR_PUBLIC_URL",
+        None,
+        "the bridge's URL as providers post to it, behind a proxy (e.g. "
+        "`https://hooks.example.com/base`). Signatures over the URL (Open Loyalty Cloud) are "
+        "checked for its host (no port) and its path + the request path. Unset: the `Host` "
+        "header and the request path",
+    ),
     Var("CONNECTOR_WEB_HOST", "0.0.0.0", "worker HTTP listen address"),
     Var("CONNECTOR_WEB_PORT", "6066", "worker HTTP port (member queries, metrics)"),
     Var(
@@ -264,6 +289,7 @@ class Settings:
     schema_registry_username: str | None = None
     schema_registry_password: str | None = field(default=None, repr=False)
     schema_compatibility: str = "FULL_TRANSITIVE"
+    public_url: str | None = None
 
     @property
     def topics(self) -> Topics:
@@ -339,6 +365,7 @@ class Settings:
             schema_registry_username=_get(env, "CONNECTOR_SCHEMA_REGISTRY_USERNAME"),
             schema_registry_password=_get(env, "CONNECTOR_SCHEMA_REGISTRY_PASSWORD"),
             schema_compatibility=_choice(env, "CONNECTOR_SCHEMA_COMPATIBILITY", COMPATIBILITY),
+            public_url=_public_url(env),
         )
 
 
@@ -362,6 +389,19 @@ def _registry_url(env: Mapping[str, str]) -> str | None:
     url = raw.strip().rstrip("/")
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
         raise ConfigError(f"{name}={raw!r}: expected an http:// or https:// URL")
+    return url
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    name = "CONNECTOR_PUBLIC_URL"
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    url = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/?#@]+(/[^\s?#]*)?", url):
+        raise ConfigError(
+            f"{name}={raw!r}: expected an http:// or https:// URL with no user, query or fragment"
+        )
     return url
 
 
@@ -398,11 +438,28 @@ def _check_options(key: str, values: Mapping[str, str], where: str) -> None:
             raise ConfigError(f"{where}HMAC_TEMPLATE must contain {{body}}")
         if bool(values.get("header_name")) != bool(values.get("header_value")):
             raise ConfigError(f"{where}HEADER_NAME and {where}HEADER_VALUE must be set together")
+        _check_hmac_scheme(values, where)
     if key == "wix":
         for k in ("public_key", "private_key"):
             pem = values.get(k)
             if pem and "-----BEGIN" not in pem:
                 raise ConfigError(f"{where}{k.upper()}: expected PEM text (-----BEGIN ...)")
+
+
+def _check_hmac_scheme(
+    values: Mapping[str, str], where: str, scheme_from: str = "", template_from: str = ""
+) -> None:
+    scheme = values.get("hmac_scheme", "").strip().lower()
+    if scheme and scheme not in {"cloud", "template"}:
+        raise ConfigError(
+            f"{scheme_from or where}HMAC_SCHEME={scheme!r}: expected cloud or template"
+        )
+    if scheme == "cloud" and values.get("hmac_template"):
+        raise ConfigError(
+            f"{scheme_from or where}HMAC_SCHEME=cloud and {template_from or where}HMAC_TEMPLATE "
+            "are both set: the cloud scheme signs a fixed string; unset HMAC_TEMPLATE or set "
+            "HMAC_SCHEME=template"
+        )
 
 
 def _provider_config(
@@ -422,6 +479,11 @@ def _provider_config(
         explicit = {opt.name.lower() for opt in PROVIDER_OPTIONS[key] if opt.name.lower() in table}
         explicit |= {n[: -len("_file")] for n in explicit if n.endswith("_file")}
         tenants[tenant] = {k: v for k, v in own.items() if k in explicit}
+        if key == "open_loyalty":  # a tenant's template against the global scheme, or vice versa
+            merged = {**values, **tenants[tenant]}
+            scheme_from = where if "hmac_scheme" in tenants[tenant] else prefix
+            template_from = where if "hmac_template" in tenants[tenant] else prefix
+            _check_hmac_scheme(merged, where, scheme_from, template_from)
     return ProviderConfig(key, values, tenants, _bool(env, f"{prefix}UNVERIFIED"))
 
 

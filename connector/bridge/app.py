@@ -21,8 +21,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connector.bridge.openapi import openapi_spec
 from connector.bridge.producer import RawProducer
+from connector.bridge.retries import RetryMemory
 from connector.errors import VerificationError
 from connector.providers import PROVIDERS
+from connector.providers.base import RequestTarget
 from connector.settings import TENANT_RE, Settings
 
 # Request ids only correlate a response with its log lines: a random per-process prefix and a
@@ -76,6 +78,13 @@ class Metrics:
         self.pending_sends = Gauge(
             "bridge_pending_sends", "Kafka writes not yet acknowledged", registry=r
         )
+        self.retries_recognised = Counter(
+            "bridge_retries_recognised_total",
+            "Provider retries of deliveries this bridge answered non-2xx (written: the refused "
+            "copy reached Kafka after all, so the retry is marked retry-of)",
+            ["provider", "written"],
+            registry=r,
+        )
 
 
 def _json_error(
@@ -95,6 +104,7 @@ class WebhookHandler:
         self.in_flight = 0
         self.pending: set[asyncio.Task[None]] = set()
         self.timeout = settings.ack_timeout_ms / 1000
+        self.retries = RetryMemory()
         for key, cfg in settings.providers.items():
             if cfg.unverified:
                 log.warning(
@@ -178,8 +188,17 @@ class WebhookHandler:
 
         headers = request.headers
         if verified:
+            # Where the provider sent the delivery, for signatures over the URL (Open Loyalty
+            # Cloud): CONNECTOR_PUBLIC_URL behind a proxy, else this request's Host and path.
+            raw_path = request.raw_path  # as sent: still percent-encoded
+            target = RequestTarget.of(
+                request.method,
+                request.host,
+                raw_path if raw_path.startswith("/") else request.rel_url.raw_path,
+                self.settings.public_url,
+            )
             try:
-                provider.verify(body, headers, secrets)
+                provider.verify(body, headers, secrets, target=target)
             except VerificationError as exc:
                 self.metrics.verification_failures.labels(key).inc()
                 log.info(
@@ -194,10 +213,11 @@ class WebhookHandler:
             delivery_id = provider.delivery_id(body, headers) or request_id
         except Exception:  # a malformed body is the worker's to dead-letter, not ours
             delivery_id = request_id
+        received_ms = int(time.time() * 1000)
         kafka_headers: list[tuple[str, bytes]] = [
             ("provider", key.encode()),
             ("tenant", (tenant or "").encode()),
-            ("received-at", str(int(time.time() * 1000)).encode()),
+            ("received-at", str(received_ms).encode()),
             ("request-id", request_id.encode()),
             ("content-type", headers.get("Content-Type", "").encode()),
             ("verified", b"true" if verified else b"false"),
@@ -206,8 +226,17 @@ class WebhookHandler:
             value = headers.get(name)
             if value is not None:
                 kafka_headers.append((name.lower(), value.encode("utf-8", "replace")))
+        retry = self.retries.match(key, tenant, body)
+        if retry is not None:
+            self.metrics.retries_recognised.labels(
+                key, "true" if retry.retry_of is not None else "false"
+            ).inc()
+            kafka_headers.append(("first-received-at", str(retry.first_received_ms).encode()))
+            if retry.retry_of is not None:
+                kafka_headers.append(("retry-of", retry.retry_of.encode()))
 
         if len(self.pending) >= self.settings.max_in_flight:
+            self.retries.refused(key, tenant, body, received_ms, request_id)
             return _json_error(
                 503,
                 "Kafka is not keeping up; retry later",
@@ -223,6 +252,8 @@ class WebhookHandler:
         try:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
+            # the write may still succeed: the provider's retry is then a copy (retry-of)
+            self.retries.refused(key, tenant, body, received_ms, request_id, task)
             log.warning(
                 "no Kafka ack within %d ms; answering 503",
                 self.settings.ack_timeout_ms,
@@ -235,6 +266,7 @@ class WebhookHandler:
                 {"Retry-After": RETRY_AFTER_S},
             )
         except Exception as exc:
+            self.retries.refused(key, tenant, body, received_ms, request_id)
             log.warning(
                 "Kafka write failed: %s",
                 type(exc).__name__,

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from connector.models import (
     NO_TIER,
     POINTS_MAX,
+    SYNTHETIC_ID,
     ZERO,
     EntryOrigin,
     EventType,
@@ -70,10 +71,6 @@ PENDING_KINDS = frozenset({EventType.POINTS_PENDING, EventType.POINTS_CANCELED})
 INFORMATIONAL_TYPES = frozenset({EventType.POINTS_EXPIRING, EventType.NOTIFICATION})
 
 RESIDUAL_SUFFIX = "residual"
-
-# Attribute a decoder sets when the event id is not the provider's (a hash of the delivery):
-# such ids and their receive-time clocks cannot place an event beyond the dedupe horizon.
-SYNTHETIC_ID = "synthetic_event_id"
 
 # Kinds that move the balance and may be sized by the balance chain when the provider reports
 # only the balance after them (points_delta null, balance set).
@@ -663,13 +660,21 @@ def apply_reported_delta(
     Pending points commute: POINTS_PENDING adds, an activation or cancelation removes its own
     magnitude (each phase once per movement id). A balance movement that is not an activation
     (Open Loyalty activates a pending transfer with an amount change carrying the same
-    `pointsTransferId`) releases the pending phase opened with its movement id; if it comes
-    first, the pending phase arriving later opens nothing. So pending points end the same in
-    every order. Events that move or state the balance also enter the balance chain.
+    `pointsTransferId`), and a cancelation without an amount, release what the pending phase
+    with their movement id opened; if they come first, that pending phase opens nothing when it
+    arrives. So pending points end the same in every order. Events that move or state the
+    balance also enter the balance chain.
     """
     movement_id = event.movement_id
     if event.points_delta is None:
+        if event.type is EventType.POINTS_CANCELED and movement_id is not None:
+            return _cancel_whole(state, event, movement_id, now, memory)
         if is_gap(event):
+            if movement_id is not None:
+                ids = state.recent_movement_ids
+                if movement_id not in ids:  # so a pending phase arriving later opens nothing
+                    state = replace(state, recent_movement_ids=remember(ids, movement_id, memory))
+                state = _close_pending(state, movement_id, memory)
             return apply_chain(state, event, None, now)
         return state, []
     movement = classify_delta(event.type, event.points_delta)
@@ -687,12 +692,16 @@ def apply_reported_delta(
             if key in ids:
                 return state, []
             state = replace(state, recent_movement_ids=remember(ids, key, memory))
-            if movement_id in ids and release_key(movement_id) not in ids:
-                # its balance movement came first and released nothing: the phase is over
-                ids = remember(state.recent_movement_ids, release_key(movement_id), memory)
-                return replace(state, recent_movement_ids=ids), []
-            opened = (movement_id, movement.pending_delta)
-            state = replace(state, open_pending=_bounded(state.open_pending + (opened,), memory))
+            released = release_key(movement_id) in ids or (
+                movement_key(EventType.POINTS_CANCELED, movement_id) in ids
+            )
+            if not released and (movement_id in ids or closed_key(movement_id) in ids):
+                return state, []  # its balance movement or a whole cancel came first
+            if not released:
+                opened = (movement_id, movement.pending_delta)
+                state = replace(
+                    state, open_pending=_bounded(state.open_pending + (opened,), memory)
+                )
         after = book(state, movement)
         entry_id = f"{event.event_id}:{kind.value}"
         return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
@@ -702,9 +711,8 @@ def apply_reported_delta(
             key = movement_key(kind, movement_id)
             if key in ids:
                 return state, []
-            state = _close(
-                replace(state, recent_movement_ids=remember(ids, key, memory)), movement_id
-            )[0]
+            state = replace(state, recent_movement_ids=remember(ids, key, memory))
+            state = _take_open(state, movement_id, -movement.pending_delta)[0]
         after = book(state, movement)
         entry_id = f"{event.event_id}:{kind.value}"
         return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
@@ -721,21 +729,20 @@ def apply_reported_delta(
             _entry(state, after, event, balance_phase, EntryOrigin.REPORTED, entry_id, now)
         )
         state = after
-    # Release from pending, once per movement: an activation releases its own magnitude (a
-    # twin that already booked the balance phase does not stop that); any other balance
-    # movement releases the pending phase opened with its movement id, if there is one.
-    released = None
-    if movement_id is None or release_key(movement_id) not in state.recent_movement_ids:
-        state, opened = _close(state, movement_id)
-        if kind is EventType.POINTS_ACTIVATED:
-            released = movement.balance_delta.copy_abs()
-        elif opened is not None:
-            released = opened
-    if released is not None:
-        if movement_id is not None:
+    if kind is EventType.POINTS_ACTIVATED:
+        # An activation releases its own magnitude from pending, once per movement, even when a
+        # twin (Voucherify's accrual transaction with the same vtx id) booked the balance first.
+        magnitude = movement.balance_delta.copy_abs()
+        if movement_id is None:
+            state = replace(state, pending_points=state.pending_points - magnitude)
+        elif release_key(movement_id) not in state.recent_movement_ids:
             ids = remember(state.recent_movement_ids, release_key(movement_id), memory)
-            state = replace(state, recent_movement_ids=ids)
-        state = replace(state, pending_points=state.pending_points - released)
+            state = _take_open(replace(state, recent_movement_ids=ids), movement_id, magnitude)[0]
+            state = replace(state, pending_points=state.pending_points - magnitude)
+    elif movement_id is not None:
+        # Open Loyalty activates a pending transfer with an amount change that carries the
+        # transfer's id: the balance movement ends the pending phase opened with that id.
+        state = _close_pending(state, movement_id, memory)
     if booked or event.balance is not None:
         chain_state, chain_entries = apply_chain(
             state, event, balance_phase.balance_delta if booked else ZERO, now
@@ -744,14 +751,53 @@ def apply_reported_delta(
     return state, entries
 
 
-def _close(state: MemberState, movement_id: str | None) -> tuple[MemberState, Decimal | None]:
-    """`state` without `movement_id`'s open pending phase, and the amount it opened with."""
-    if movement_id is not None:
-        for i, (m, amount) in enumerate(state.open_pending):
-            if m == movement_id:
-                rest = state.open_pending[:i] + state.open_pending[i + 1 :]
-                return replace(state, open_pending=rest), amount
-    return state, None
+def closed_key(movement_id: str) -> str:
+    """Marks a movement whose pending phase ended by an amount we did not know (see below)."""
+    return f"{movement_id}#closed"
+
+
+def _take_open(
+    state: MemberState, movement_id: str, amount: Decimal | None
+) -> tuple[MemberState, Decimal]:
+    """Reduce `movement_id`'s open pending by `amount` (None: all of it); returns the amount
+    taken from the open phase (zero when none is open)."""
+    for i, (m, open_amount) in enumerate(state.open_pending):
+        if m == movement_id:
+            taken = open_amount if amount is None else min(amount, open_amount)
+            left = open_amount - taken
+            rest = state.open_pending[:i] + state.open_pending[i + 1 :]
+            if left > 0:
+                rest = rest[:i] + ((m, left),) + rest[i:]
+            return replace(state, open_pending=rest), taken
+    return state, ZERO
+
+
+def _close_pending(state: MemberState, movement_id: str, memory: int) -> MemberState:
+    """End `movement_id`'s pending phase without a known amount: release what it opened."""
+    state, taken = _take_open(state, movement_id, None)
+    if taken:
+        state = replace(state, pending_points=state.pending_points - taken)
+    return state
+
+
+def _cancel_whole(
+    state: MemberState, event: LoyaltyEvent, movement_id: str, now: datetime, memory: int
+) -> tuple[MemberState, list[LedgerEntry]]:
+    """A cancelation that names its movement but no amount (Open Loyalty `points_transfer` in
+    state `canceled`/`expired`): release whatever that movement still has pending, once; a
+    pending phase arriving later opens nothing."""
+    key = movement_key(EventType.POINTS_CANCELED, movement_id)
+    ids = state.recent_movement_ids
+    if key in ids:
+        return state, []
+    ids = remember(remember(ids, key, memory), closed_key(movement_id), memory)
+    state, taken = _take_open(replace(state, recent_movement_ids=ids), movement_id, None)
+    if not taken:
+        return state, []
+    movement = Movement(EventType.POINTS_CANCELED, ZERO, -taken)
+    after = book(state, movement)
+    entry_id = f"{event.event_id}:{EventType.POINTS_CANCELED.value}"
+    return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
 
 
 def _bounded(items: tuple[Any, ...], memory: int) -> tuple[Any, ...]:

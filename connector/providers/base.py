@@ -38,6 +38,10 @@ class DecodeContext:
 
     tenant: str | None = None  # from the URL; None = the provider's own scope or "default"
     received_at: datetime = field(default_factory=lambda: utc(datetime.now(UTC)))
+    # The identity of this accepted delivery: the bridge's request id (the raw record's
+    # `request-id` header), or the request id of the earlier copy this one is a retry of
+    # (`retry-of`). None offline (`decode`), where a delivery is known only by its bytes.
+    delivery: str | None = None
 
 
 class WebhookProvider(Protocol):
@@ -52,8 +56,18 @@ class WebhookProvider(Protocol):
         """True if `secrets` hold enough to verify a delivery."""
         ...
 
-    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
-        """Raise VerificationError unless the delivery is authentic. Constant-time compares."""
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
+    ) -> None:
+        """Raise VerificationError unless the delivery is authentic. Constant-time compares.
+
+        `target` is where the delivery was sent (the bridge always passes it; None offline),
+        for schemes that sign the method, host and path (Open Loyalty Cloud); others ignore it.
+        """
         ...
 
     def decode(
@@ -240,14 +254,26 @@ def parse_time(value: Any, where: str) -> datetime | None:
         raise DecodeError(f"{where} is not an ISO-8601 timestamp: {value!r}") from None
 
 
-def hashed_event_id(provider: Provider, tenant: str, body: bytes, index: int = 0) -> str:
-    """Deterministic id when the provider gives none: same delivery -> same id."""
+def hashed_event_id(
+    provider: Provider, tenant: str, body: bytes, index: int = 0, delivery: str | None = None
+) -> str:
+    """Deterministic id when the provider gives none: the same delivery -> the same id.
+
+    `delivery` (see `DecodeContext.delivery`) makes two deliveries of the same bytes two events:
+    a member who returns to an earlier state (earn 10, spend 10, earn 10) sends a byte-identical
+    body, which is a real movement, not a retry. A re-read of one raw record (worker restart,
+    spool re-forward) keeps its request id and so its event id; a provider retry of a delivery
+    the bridge already wrote carries the first copy's request id in `retry-of`.
+    """
     h = hashlib.sha256()
     h.update(provider.key.encode())
     h.update(b"\0")
     h.update(tenant.encode())
     h.update(b"\0")
     h.update(body)
+    if delivery:
+        h.update(b"\0delivery\0")
+        h.update(delivery.encode("utf-8", "surrogatepass"))
     digest = h.hexdigest()[:32]
     return f"{provider.key}:{digest}" if index == 0 else f"{provider.key}:{digest}:{index}"
 
@@ -286,3 +312,36 @@ def build_event(
 def resolve_tenant(context: DecodeContext, provider_scope: str | None = None) -> str:
     """URL tenant, else the provider's own scope (e.g. Wix instanceId), else "default"."""
     return context.tenant or provider_scope or DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """Where a delivery was sent, as a provider that signs the request line sees it.
+
+    `host` has no port; `path` is percent-encoded as sent, without the query string.
+    """
+
+    method: str
+    host: str
+    path: str
+
+    @classmethod
+    def of(cls, method: str, host: str, path: str, public_url: str | None = None) -> RequestTarget:
+        """The target of a request for `host` + `path`, or, behind a proxy, for `public_url`.
+
+        With `public_url` (e.g. ``https://hooks.example.com/base``) its host replaces `host` and
+        its path (without a trailing "/") is put in front of `path`. The port is always dropped
+        and the query string (if `path` has one) is not part of the target.
+        """
+        path = path.split("?", 1)[0].split("#", 1)[0]
+        if public_url:
+            rest = public_url.split("://", 1)[-1]
+            authority, slash, prefix = rest.partition("/")
+            host = authority
+            path = (slash + prefix).split("?", 1)[0].rstrip("/") + path
+        host = host.rpartition("@")[2]
+        if host.startswith("["):  # IPv6 literal: the port follows the bracket
+            host = host[: host.find("]") + 1] if "]" in host else host
+        elif host.count(":") == 1:
+            host = host.partition(":")[0]
+        return cls(method.upper(), host, path or "/")

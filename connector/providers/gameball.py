@@ -68,7 +68,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import EventType, LoyaltyEvent, PointCounters, Provider, Tier
+from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, PointCounters, Provider, Tier
 from connector.providers.base import (
     DecodeContext,
     Secrets,
@@ -108,7 +108,9 @@ class Gameball:
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("secret_key"))
 
-    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
+    ) -> None:
         secret_key = secrets.get("secret_key")
         if not secret_key:
             raise VerificationError("gameball secret_key is not configured")
@@ -250,11 +252,16 @@ class _Decoder:
         self.tenant = resolve_tenant(context)
 
     def event(self, **fields: Any) -> LoyaltyEvent:
-        # One event per delivery, so the body hash alone is the id (no index suffix needed).
+        # One event per delivery, so no index suffix is needed. Gameball sends no id, and a
+        # profile that returns to an earlier state is byte-identical to it, so the id is the
+        # hash of the body AND the delivery (docs/delivery-semantics.md, Gameball).
+        fields["attributes"] = {SYNTHETIC_ID: "true"} | (fields.get("attributes") or {})
         return build_event(
             provider=Provider.GAMEBALL,
             tenant=self.tenant,
-            event_id=hashed_event_id(Provider.GAMEBALL, self.tenant, self.body),
+            event_id=hashed_event_id(
+                Provider.GAMEBALL, self.tenant, self.body, delivery=self.context.delivery
+            ),
             context=self.context,
             **fields,
         )

@@ -1,15 +1,46 @@
 """Open Loyalty webhooks (legacy ``{type, data}`` and subscription names) into canonical events.
 
-Authentication, two optional mechanisms:
+Authentication, two optional mechanisms. Which one a deployment sends: Open Loyalty OSS
+(self-hosted, ``webhooks.rst``) only the static header, no HMAC; Open Loyalty Cloud the HMAC of
+the ``cloud`` scheme below (when the subscription has ``hmacEnabled``); older custom setups an HMAC
+over a configured template (``template`` scheme).
 
 * legacy static header: a header name/value configured in Open Loyalty (``header_name`` /
   ``header_value``), compared in constant time;
-* HMAC: ``X-Webhook-Signature`` = hex HMAC-SHA256(``hmac_secret``, message), with
-  ``X-Webhook-Timestamp`` (Unix seconds) and ``X-Webhook-Request-Id`` (UUID per delivery). The
-  signed message is NOT documented, so it is a template (``hmac_template``, default ``{body}``;
-  ``{timestamp}.{body}`` also in use; placeholders ``{body}``, ``{timestamp}``, ``{request_id}``).
-  A timestamp further than ``timestamp_tolerance`` seconds (default 300, ``0`` disables) from now
-  is rejected as a replay. That only protects against replays when ``{timestamp}`` is signed.
+* HMAC: ``X-Webhook-Signature`` = hex HMAC-SHA256(secret, message), with ``X-Webhook-Timestamp``
+  (Unix seconds), ``X-Webhook-Request-Id`` (UUID per delivery), ``X-Webhook-Signature-Algorithm``
+  (``hmac-sha256``) and ``X-Webhook-Signature-Version`` (the key rotation version; kept, not
+  used: rotation invalidates the old key at once, so there is one secret per tenant).
+  ``hmac_scheme`` picks the message (default ``cloud``, or ``template`` when ``hmac_template``
+  is set; both ``cloud`` and a template is a ConfigError):
+
+  - ``cloud`` (Open Loyalty Cloud,
+    https://help.openloyalty.io/main-features/webhooks/hmac/verifying-the-signature): these
+    lines joined by ``\\n``, no trailing newline::
+
+        {METHOD}
+        {host_length}:{host}
+        {path_length}:{path}
+        {sha256 hex of the raw body}
+        {timestamp}
+        {request_id}
+
+    The host has no port; the path is percent-encoded as sent, without the query string, and
+    "/" when empty; lengths are UTF-8 byte counts (host and path are ASCII in practice, so
+    bytes = characters). Our copy of the page is cut off after ``{timestamp}\\n{r``:
+    ``{request_id}`` (the X-Webhook-Request-Id value) is the best reading, since step 1 of the
+    page extracts that header and nothing else uses it; validate against a captured delivery.
+    The secret is shown as ``whsec_<64 hex>``: the ``whsec_`` prefix is stripped and the rest
+    used as its ASCII bytes (not hex-decoded). The timestamp is always required and checked.
+    The bridge passes the method, host and path (from ``CONNECTOR_PUBLIC_URL`` behind a proxy,
+    else the Host header and request path); without them (offline) verification fails.
+  - ``template`` (older custom setups): the message is ``hmac_template`` (default ``{body}``;
+    ``{timestamp}.{body}`` also in use; placeholders ``{body}``, ``{timestamp}``,
+    ``{request_id}``) and the secret is used as is. The timestamp is checked when sent, and
+    required when the template signs it; only then does it protect against replays.
+
+  A timestamp further than ``timestamp_tolerance`` seconds (default 300, ``0`` disables) from
+  now is rejected as a replay.
 
 Policy when both are configured: the legacy header is required whenever ``header_name`` is set;
 a valid HMAC is required whenever ``hmac_secret`` is set AND the delivery carries
@@ -93,9 +124,10 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import EventType, LoyaltyEvent, OrderRef, Provider, Tier
+from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, OrderRef, Provider, Tier
 from connector.providers.base import (
     DecodeContext,
+    RequestTarget,
     Secrets,
     build_event,
     constant_time_equals,
@@ -118,6 +150,11 @@ SIGNATURE_VERSION_HEADER = "x-webhook-signature-version"
 DEFAULT_TEMPLATE = "{body}"
 DEFAULT_TOLERANCE = "300"
 TEMPLATE_FIELDS = ("body", "timestamp", "request_id")
+HMAC_SCHEMES = ("cloud", "template")
+WHSEC_PREFIX = "whsec_"  # Open Loyalty Cloud shows its HMAC keys as whsec_<64 hex chars>
+# What `sign` signs a cloud-scheme delivery for when given no target: a local bridge, no tenant
+# (the unit and integration tests); `replay` passes the URL it really posts to.
+DEFAULT_SIGN_TARGET = RequestTarget("POST", "127.0.0.1", "/webhooks/open_loyalty")
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
@@ -131,6 +168,56 @@ def hmac_signature(
     """Hex HMAC-SHA256 of the message `template` describes (placeholders filled byte-exactly)."""
     message = _message(template, body, {"timestamp": timestamp, "request_id": request_id})
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def cloud_message(target: RequestTarget, body: bytes, timestamp: str, request_id: str) -> bytes:
+    """The canonical request Open Loyalty Cloud signs (module docstring, ``cloud`` scheme)."""
+    host = _bytes(target.host, "host")
+    path = _bytes(target.path or "/", "path")
+    return b"\n".join(
+        (
+            _bytes(target.method.upper(), "method"),
+            b"%d:%s" % (len(host), host),
+            b"%d:%s" % (len(path), path),
+            hashlib.sha256(body).hexdigest().encode("ascii"),
+            _bytes(timestamp, "X-Webhook-Timestamp"),
+            _bytes(request_id, "X-Webhook-Request-Id"),
+        )
+    )
+
+
+def cloud_signature(
+    secret: str, target: RequestTarget, body: bytes, timestamp: str, request_id: str
+) -> str:
+    """Hex HMAC-SHA256 as Open Loyalty Cloud signs: key = the secret without ``whsec_``, as text."""
+    key = secret.removeprefix(WHSEC_PREFIX).encode("utf-8")
+    return hmac.new(
+        key, cloud_message(target, body, timestamp, request_id), hashlib.sha256
+    ).hexdigest()
+
+
+def hmac_scheme(secrets: Secrets) -> str:
+    """``cloud`` or ``template``: ``hmac_scheme``, else ``template`` iff a template is set."""
+    raw = (secrets.get("hmac_scheme") or "").strip().lower()
+    template = secrets.get("hmac_template")
+    if not raw:
+        return "template" if template else "cloud"
+    if raw not in HMAC_SCHEMES:
+        raise ConfigError(f"open_loyalty hmac_scheme {raw[:32]!r}: expected cloud or template")
+    if raw == "cloud" and template:
+        raise ConfigError(
+            "open_loyalty hmac_scheme=cloud and hmac_template are both set: the cloud scheme "
+            "signs a fixed string; unset hmac_template or set hmac_scheme=template"
+        )
+    return raw
+
+
+def _bytes(value: str, what: str) -> bytes:
+    # Header values arrive decoded with surrogateescape: this gives back the bytes as sent.
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise VerificationError(f"{what} is not valid text") from None
 
 
 def _template_fields(template: str) -> set[str]:
@@ -156,11 +243,10 @@ def _message(template: str, body: bytes, values: Mapping[str, str | None]) -> by
             out += body
         elif name is not None:
             value = values.get(name)
+            header = f"X-Webhook-{name.replace('_', '-').title()}"
             if value is None:
-                raise VerificationError(
-                    f"missing X-Webhook-{name.replace('_', '-').title()} header"
-                )
-            out += value.encode("utf-8")
+                raise VerificationError(f"missing {header} header")
+            out += _bytes(value, header)
     return bytes(out)
 
 
@@ -183,7 +269,13 @@ class OpenLoyalty:
     def is_configured(self, secrets: Secrets) -> bool:
         return _header_configured(secrets) or bool(secrets.get("hmac_secret"))
 
-    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
+    ) -> None:
         if not self.is_configured(secrets):
             raise VerificationError("open_loyalty has no header_name/header_value or hmac_secret")
         h = lower_headers(headers)
@@ -193,36 +285,62 @@ class OpenLoyalty:
             given = h.get(name.lower())
             if not given:
                 raise VerificationError(f"missing {name} header")
-            if not constant_time_equals(given, secrets["header_value"]):
+            if not constant_time_equals(_bytes(given, name), secrets["header_value"]):
                 raise VerificationError(f"{name} header value is wrong")
             passed = True
         hmac_secret = secrets.get("hmac_secret")
         if hmac_secret and (SIGNATURE_HEADER in h or not passed):
-            self._verify_hmac(body, h, secrets, hmac_secret)
+            self._verify_hmac(body, h, secrets, hmac_secret, target)
             passed = True
         if not passed:  # unreachable today; keeps "at least one passed" explicit
             raise VerificationError("no verification mechanism passed")
 
     def _verify_hmac(
-        self, body: bytes, h: Mapping[str, str], secrets: Secrets, secret: str
+        self,
+        body: bytes,
+        h: Mapping[str, str],
+        secrets: Secrets,
+        secret: str,
+        target: RequestTarget | None,
     ) -> None:
         given = h.get(SIGNATURE_HEADER, "").strip().lower()
         if not given:
             raise VerificationError("missing X-Webhook-Signature header")
         given = given.removeprefix("sha256=")
+        if not given.isascii():
+            raise VerificationError("X-Webhook-Signature is not a hex digest")
         algorithm = h.get(ALGORITHM_HEADER, "hmac-sha256").strip().lower()
         if algorithm != "hmac-sha256":
             raise VerificationError(f"unsupported X-Webhook-Signature-Algorithm {algorithm[:32]!r}")
+        timestamp = h.get(TIMESTAMP_HEADER)
+        if hmac_scheme(secrets) == "cloud":
+            if target is None:
+                raise VerificationError(
+                    "the Open Loyalty Cloud signature covers the request method, host and path, "
+                    "which are not known here (offline); verify it at the bridge"
+                )
+            signed_at = self._check_timestamp(timestamp, secrets)
+            request_id = h.get(REQUEST_ID_HEADER)
+            if not request_id:
+                raise VerificationError("missing X-Webhook-Request-Id header")
+            expected = cloud_signature(secret, target, body, signed_at, request_id)
+            if not constant_time_equals(given, expected):
+                raise VerificationError(
+                    "X-Webhook-Signature does not match the delivery as sent to "
+                    f"{target.method[:10]} {target.host[:100]}{target.path[:200]} "
+                    "(behind a proxy, set CONNECTOR_PUBLIC_URL)"
+                )
+            return
         template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
         fields = _template_fields(template)
-        timestamp = h.get(TIMESTAMP_HEADER)
         if "timestamp" in fields or timestamp is not None:
             self._check_timestamp(timestamp, secrets)
         expected = hmac_signature(secret, template, body, timestamp, h.get(REQUEST_ID_HEADER))
         if not constant_time_equals(given, expected):
             raise VerificationError("X-Webhook-Signature does not match the body")
 
-    def _check_timestamp(self, value: str | None, secrets: Secrets) -> None:
+    def _check_timestamp(self, value: str | None, secrets: Secrets) -> str:
+        """`value` without surrounding blanks, once it is Unix seconds within the tolerance."""
         if value is None:
             raise VerificationError("missing X-Webhook-Timestamp header")
         raw = secrets.get("timestamp_tolerance") or DEFAULT_TOLERANCE
@@ -239,17 +357,25 @@ class OpenLoyalty:
             raise VerificationError(
                 f"X-Webhook-Timestamp is more than {tolerance} s from now (replay?)"
             )
+        return value.strip()
 
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
         obj = expect_object(parse_json(body), "body")
-        return [_Delivery(body, obj, context).decode()]
+        return [_Delivery(body, obj, context, lower_headers(headers)).decode()]
 
     def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         return lower_headers(headers).get(REQUEST_ID_HEADER) or None
 
-    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+    def sign(
+        self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Headers Open Loyalty would send; a cloud-scheme HMAC signs `target`.
+
+        Without `target`, the cloud scheme signs for `DEFAULT_SIGN_TARGET` (POST to a local
+        bridge at 127.0.0.1, no tenant).
+        """
         headers = {"Content-Type": "application/json", "User-Agent": "OpenLoyalty"}
         if _header_configured(secrets):
             headers[secrets["header_name"]] = secrets["header_value"]
@@ -257,12 +383,17 @@ class OpenLoyalty:
         if secret:
             timestamp = str(int(self._clock()))
             request_id = str(uuid.uuid4())
-            template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
+            if hmac_scheme(secrets) == "cloud":
+                signature = cloud_signature(
+                    secret, target or DEFAULT_SIGN_TARGET, body, timestamp, request_id
+                )
+                headers["X-Webhook-Signature-Version"] = "1"
+            else:
+                template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
+                signature = hmac_signature(secret, template, body, timestamp, request_id)
             headers.update(
                 {
-                    "X-Webhook-Signature": hmac_signature(
-                        secret, template, body, timestamp, request_id
-                    ),
+                    "X-Webhook-Signature": signature,
                     "X-Webhook-Signature-Algorithm": "hmac-sha256",
                     "X-Webhook-Timestamp": timestamp,
                     "X-Webhook-Request-Id": request_id,
@@ -285,10 +416,17 @@ _NEGATIVE_TRANSFERS = {"spending", "subtracting", "p2p_spending", "p2p_subtracti
 
 
 class _Delivery:
-    def __init__(self, body: bytes, obj: dict[str, Any], context: DecodeContext) -> None:
+    def __init__(
+        self,
+        body: bytes,
+        obj: dict[str, Any],
+        context: DecodeContext,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.body = body
         self.obj = obj
         self.context = context
+        self.headers = headers or {}
         self.tenant = resolve_tenant(context)
         self.type = req_str(obj, "type", "body")
         if obj.get("data") is None:
@@ -322,6 +460,11 @@ class _Delivery:
             t = parse_time(obj.get(key), where)
             if t is not None:
                 return t
+        # No time in the payload (OSS amount and level changes never carry one): the signed
+        # X-Webhook-Timestamp (Unix seconds) of the delivery where sent, else the receive time.
+        stamp = self.headers.get(TIMESTAMP_HEADER, "").strip()
+        if _UNIX_SECONDS.fullmatch(stamp):
+            return parse_time(int(stamp), "X-Webhook-Timestamp")
         return None
 
     def event(
@@ -333,12 +476,18 @@ class _Delivery:
         attributes: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> LoyaltyEvent:
-        attrs = {"storeCode": _text(self.data.get("storeCode"))} | dict(attributes or {})
+        attrs = {"storeCode": _text(self.data.get("storeCode")), SYNTHETIC_ID: "true"} | dict(
+            attributes or {}
+        )
+        # No event id: the hash of the body and the delivery, because a member who returns to
+        # an earlier state sends a byte-identical body (docs/delivery-semantics.md).
         return build_event(
             provider=Provider.OPEN_LOYALTY,
             tenant=self.tenant,
             customer_id=customer_id or self.customer_id(),
-            event_id=hashed_event_id(Provider.OPEN_LOYALTY, self.tenant, self.body),
+            event_id=hashed_event_id(
+                Provider.OPEN_LOYALTY, self.tenant, self.body, delivery=self.context.delivery
+            ),
             provider_event_type=self.type,
             type=type,
             occurred_at=occurred_at or self.time(),
@@ -463,7 +612,14 @@ def _transaction_assigned(d: _Delivery) -> LoyaltyEvent:
 
 
 def _amount_changed(d: _Delivery) -> LoyaltyEvent:
-    # Legacy docs spell these camelCase; OSS 3.x sends snake_case.
+    # Legacy docs spell these camelCase; OSS 3.x sends snake_case. OSS builds the webhook from
+    # AvailablePointsAmountChangedSystemEvent($account, $customer, $currentAmount,
+    # $amountChange = 0, $operationType = 'subtract'): cancel, expire and unlock pass only the
+    # new amount, so they arrive as `amount_change: 0, amount_change_type: subtract` although an
+    # unlock RAISES the balance (AccountCommandHandler::handleCancel/Expire/UnlockPointsTransfer,
+    # open-loyalty-framework 3.x). Such a change, and one without a known direction, is a gap:
+    # a movement of unknown size whose balance after is known; the ledger sizes it against the
+    # balance before it in provider order.
     change_key = "amountChange" if d.data.get("amountChange") is not None else "amount_change"
     change = opt_points(d.data, change_key, "data")
     change_type = _text(d.data.get("amountChangeType", d.data.get("amount_change_type")))
@@ -471,9 +627,15 @@ def _amount_changed(d: _Delivery) -> LoyaltyEvent:
     attributes = _attrs(d.data, "transactionId", "expiresAt") | {"amountChangeType": change_type}
     movement_id = opt_str(d.data, "pointsTransferId", "data")
     kind = (change_type or "").lower()
-    if change is None or kind not in _POSITIVE_CHANGES | _NEGATIVE_CHANGES:
-        # Direction unknown: keep the reported balance, claim no movement.
-        return d.event(EventType.BALANCE_SNAPSHOT, balance=balance, attributes=attributes)
+    if change is None or change == 0 or kind not in _POSITIVE_CHANGES | _NEGATIVE_CHANGES:
+        if balance is None:
+            return d.event(EventType.OTHER, attributes=attributes)
+        return d.event(
+            EventType.POINTS_ADJUSTED,
+            balance=balance,
+            movement_id=movement_id,
+            attributes=attributes | {"size": "derived"},
+        )
     positive = kind in _POSITIVE_CHANGES
     return d.event(
         EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED,
@@ -509,17 +671,31 @@ def _points_transfer(d: _Delivery) -> LoyaltyEvent:
     )
     value = opt_points(d.data, "value", "data")
     occurred_at = d.time()
+    movement_id = opt_str(d.data, "pointsTransferId", "data")
     known = transfer_type in _POSITIVE_TRANSFERS | _NEGATIVE_TRANSFERS
+    if state in ("canceled", "cancelled", "expired") and movement_id:
+        # Ends the transfer: if it was still pending, its pending points go (the ledger
+        # releases what the pending phase with this id opened, nothing otherwise); the balance
+        # effect of an active transfer's cancel/expiry arrives as an amount change.
+        return d.event(
+            EventType.POINTS_CANCELED,
+            movement_id=movement_id,
+            occurred_at=occurred_at,
+            attributes=attributes,
+        )
     if value is None or not known or state not in ("active", "pending"):
-        # The balance effect of unknown or canceled/expired transfers arrives as
+        # The balance effect of unknown transfers arrives as
         # account.available_points_amount_changed; no guessing of a sign here.
         return d.event(EventType.OTHER, occurred_at=occurred_at, attributes=attributes)
     positive = transfer_type in _POSITIVE_TRANSFERS
     delta = abs(value) if positive else -abs(value)
     if state == "pending":
+        # The pending phase of the transfer; its activation (an amount change or an active
+        # transfer with the same pointsTransferId) releases it.
         return d.event(
             EventType.POINTS_PENDING,
             points_delta=delta,
+            movement_id=movement_id,
             occurred_at=occurred_at,
             attributes=attributes,
         )
@@ -530,7 +706,7 @@ def _points_transfer(d: _Delivery) -> LoyaltyEvent:
     return d.event(
         kind,
         points_delta=delta,
-        movement_id=opt_str(d.data, "pointsTransferId", "data"),
+        movement_id=movement_id,
         occurred_at=occurred_at,
         attributes=attributes,
     )

@@ -91,6 +91,7 @@ _SIMPLE_TYPES: dict[str, EventType] = {
     "voucher.loyalty_card.pending_points.added": EventType.POINTS_PENDING,
     "voucher.loyalty_card.pending_points.activated": EventType.POINTS_ACTIVATED,
     "voucher.loyalty_card.pending_points.canceled": EventType.POINTS_CANCELED,
+    "voucher.loyalty_card.pending_points.updated": EventType.POINTS_PENDING,
     "customer.loyalty.tier.joined": EventType.TIER_CHANGED,
     "customer.loyalty.tier.prolonged": EventType.TIER_CHANGED,
     "customer.loyalty.tier.upgraded": EventType.TIER_CHANGED,
@@ -112,6 +113,9 @@ TRANSACTION_CREATED = "voucher.loyalty_card.transaction.created"
 # transaction type -> (canonical type, forced sign of the delta)
 TRANSACTION_TYPES: dict[str, tuple[EventType, int]] = {
     "POINTS_ACCRUAL": (EventType.POINTS_EARNED, 1),
+    # the transaction of a pending_points.activated webhook (OpenAPIWebhooks.json example of
+    # EventVoucherLoyaltyCardPendingPointsActivatedData; LoyaltyCardTransactionsType enum)
+    "PENDING_POINTS_ACTIVATION": (EventType.POINTS_ACTIVATED, 1),
     "POINTS_REDEMPTION": (EventType.POINTS_REDEEMED, -1),
     "POINTS_REFUND": (EventType.POINTS_ADJUSTED, 1),
     "POINTS_ADDITION": (EventType.POINTS_ADJUSTED, 1),
@@ -130,7 +134,11 @@ _SIGNS: dict[EventType, int] = {
 }
 # Every system event name we map: an envelope `type` outside this set is a distribution's
 # free-text event name, and the real type is `event.type`.
-KNOWN_TYPES = frozenset(_SIMPLE_TYPES) | {TRANSACTION_CREATED}
+ROLLBACK_TYPES = frozenset(
+    {"redemption.rollback.succeeded", "customer.redemption.rollback.succeeded"}
+)
+PENDING_UPDATED = "voucher.loyalty_card.pending_points.updated"
+KNOWN_TYPES = frozenset(_SIMPLE_TYPES) | {TRANSACTION_CREATED} | ROLLBACK_TYPES
 
 # Java's Character.isWhitespace: Unicode space/line/paragraph separators except the no-break
 # ones (U+00A0, U+2007, U+202F), plus \t \n \v \f \r and U+001C..U+001F.
@@ -187,7 +195,9 @@ class Voucherify:
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("secret_key"))
 
-    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
+    ) -> None:
         secret = secrets.get("secret_key")
         if not secret:
             raise VerificationError("voucherify secret_key is not configured")
@@ -254,7 +264,9 @@ class Voucherify:
         if ctype in _SIGNS or ctype is EventType.POINTS_ADJUSTED:
             fields["points_delta"] = delta
             fields["balance"] = balance
-            fields["movement_id"] = tx_id or env.event_id
+            fields["movement_id"] = _movement_id(
+                normalize_type(ptype), ctype, data, where, tx_id, env.event_id
+            )
         voucher = _opt_object(data, "voucher", where)
         loyalty_card = _opt_object(voucher, "loyalty_card", f"{where}.voucher") if voucher else None
         if loyalty_card is not None and normalize_type(ptype).startswith(
@@ -437,6 +449,10 @@ def _canonical(ptype: str, data: dict[str, Any], where: str) -> tuple[EventType,
     if name in ("customer.rewarded.loyalty_points", "voucher.loyalty_card.points_added"):
         if tx_type in TRANSACTION_TYPES:
             return TRANSACTION_TYPES[tx_type]
+    if name in ROLLBACK_TYPES and _rollback_points(data, where) is not None:
+        return EventType.POINTS_ADJUSTED, 1
+    if name == PENDING_UPDATED:
+        return EventType.POINTS_PENDING, 0  # an adjustment either way: keep the sign sent
     ctype = _SIMPLE_TYPES.get(name, EventType.OTHER)
     return ctype, _SIGNS.get(ctype, 0)
 
@@ -454,6 +470,15 @@ def _points(
         b_where = f"{where}.transaction.details.balance"
     delta = opt_points(balance, "points", b_where) if balance else None
     after = opt_points(balance, "balance", b_where) if balance else None
+    if name in ROLLBACK_TYPES:
+        return _rollback_points(data, where), None
+    if name == PENDING_UPDATED:
+        # "pending points can be updated by adding or subtracting points": the signed change is
+        # voucher_pending_points_balance.points (pending_points.points is the entry's new amount)
+        change = _opt_object(data, "voucher_pending_points_balance", where)
+        if change is None:
+            raise DecodeError(f"{where}.voucher_pending_points_balance is missing ({name})")
+        return opt_points(change, "points", f"{where}.voucher_pending_points_balance"), None
     if name == "voucher.loyalty_card.points_expired":
         expired = opt_points(data, "points", where)
         delta = expired if expired is not None else delta
@@ -471,6 +496,96 @@ def _points(
     if ctype not in _SIGNS and ctype is not EventType.POINTS_ADJUSTED:
         return None, None
     return delta, after
+
+
+def _movement_id(
+    name: str,
+    ctype: EventType,
+    data: dict[str, Any],
+    where: str,
+    tx_id: str | None,
+    event_id: str | None,
+) -> str | None:
+    """The id that names one points movement in every webhook that reports it.
+
+    * An earning-rule accrual is reported by `customer.rewarded.loyalty_points` (no transaction
+      object, so no vtx id: EventCustomerRewardedLoyaltyPointsData in OpenAPIWebhooks.json), by
+      `transaction.created` / `points_added` (POINTS_ACCRUAL, vtx id) and, for pending points, by
+      `pending_points.added` and `.activated` (PENDING_POINTS_ACTIVATION). What they all carry
+      is the card, the cause event (`data.event` / `transaction.details.event`, e.g. the
+      `customer.order.paid` that earned the points) and the earning rule, so that is the key:
+      `accrual:<card>:<cause event>:<earning rule>`.
+    * A rollback and its POINTS_REFUND transaction share the rollback id (`rr_...`):
+      `rollback:<rr id>`.
+    * Otherwise the transaction id (vtx), else the event id. A pending adjustment
+      (`pending_points.updated`) is its own movement: its event id.
+    """
+    if name == PENDING_UPDATED:
+        return event_id
+    transaction = _opt_object(data, "transaction", where)
+    tx_where = f"{where}.transaction"
+    details = _opt_object(transaction, "details", tx_where) if transaction else None
+    tx_type = opt_str(transaction, "type", tx_where) if transaction else None
+    if name in ROLLBACK_TYPES or tx_type == "POINTS_REFUND":
+        rollback = _opt_object(data, "redemption_rollback", where) or (
+            _opt_object(details, "rollback", f"{tx_where}.details") if details else None
+        )
+        rollback_id = opt_str(rollback, "id", f"{where}.rollback") if rollback else None
+        if rollback_id:
+            return f"rollback:{rollback_id}"
+    accrual = tx_type in ("POINTS_ACCRUAL", "PENDING_POINTS_ACTIVATION") or (
+        transaction is None and ctype in (EventType.POINTS_EARNED, EventType.POINTS_ACTIVATED)
+    )
+    if name.startswith("voucher.loyalty_card.pending_points."):
+        pending = _opt_object(data, "pending_points", where)
+        details = details or (
+            _opt_object(pending, "details", f"{where}.pending_points") if pending else None
+        )
+        accrual = True
+    if accrual:
+        key = _accrual_key(data, where, details)
+        if key is not None:
+            return key
+    return tx_id or event_id
+
+
+def _accrual_key(data: dict[str, Any], where: str, details: dict[str, Any] | None) -> str | None:
+    voucher = _opt_object(data, "voucher", where)
+    balance = _opt_object(data, "balance", where)
+    related = _opt_object(balance, "related_object", f"{where}.balance") if balance else None
+    card = (opt_str(voucher, "id", f"{where}.voucher") if voucher else None) or (
+        opt_str(related, "id", f"{where}.balance.related_object") if related else None
+    )
+    cause = _opt_object(details, "event", "details") if details else None
+    cause = cause or _opt_object(data, "event", where)
+    cause_id = opt_str(cause, "id", f"{where}.event") if cause else None
+    rule = _opt_object(details, "earning_rule", "details") if details else None
+    rule = rule or _opt_object(data, "earning_rule", where)
+    rule_id = opt_str(rule, "id", f"{where}.earning_rule") if rule else None
+    if not card or not cause_id:
+        return None
+    return f"accrual:{card}:{cause_id}:{rule_id or '-'}"
+
+
+def _rollback_points(data: dict[str, Any], where: str) -> Decimal | None:
+    """Points a rollback returns to a loyalty card, or None when it is not a card's.
+
+    SimpleRedemption.amount: "For loyalty cards, this is the number of loyalty points used in
+    the transaction. In the case of redemption rollback, the numbers are expressed as negative
+    integers." (OpenAPIWebhooks.json)
+    """
+    rollback = _opt_object(data, "redemption_rollback", where)
+    if rollback is None:
+        return None
+    r_where = f"{where}.redemption_rollback"
+    voucher = _opt_object(rollback, "voucher", r_where) or _opt_object(data, "voucher", where)
+    is_card = voucher is not None and (
+        voucher.get("type") == "LOYALTY_CARD" or isinstance(voucher.get("loyalty_card"), dict)
+    )
+    if not is_card:
+        return None
+    amount = opt_points(rollback, "amount", r_where)
+    return None if amount is None else abs(amount)
 
 
 def _tier(ctype: EventType, name: str, data: dict[str, Any], where: str) -> Tier | None:

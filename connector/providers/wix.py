@@ -55,7 +55,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import EventType, LoyaltyEvent, PointCounters, Provider, Tier
+from connector.models import (
+    NO_TIER,
+    TENANT_RE,
+    EventType,
+    LoyaltyEvent,
+    PointCounters,
+    Provider,
+    Tier,
+)
 from connector.providers.base import (
     DecodeContext,
     Secrets,
@@ -127,7 +135,9 @@ class Wix:
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("public_key"))
 
-    def verify(self, body: bytes, headers: Mapping[str, str], secrets: Secrets) -> None:
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
+    ) -> None:
         pem = secrets.get("public_key")
         if not pem:
             raise VerificationError("wix public_key is not configured")
@@ -200,6 +210,13 @@ class Wix:
         event, where = _entity_event(envelope)
         event_id = req_str(event, "id", where)
         occurred = parse_time(event.get("eventTime"), f"{where}.eventTime")
+        if context.tenant is None and instance_id and not TENANT_RE.match(instance_id):
+            # The tenant is part of the member key `wix:{tenant}:{customer}`: a ':' (or any
+            # character a URL tenant may not have) would let two members share one key.
+            raise DecodeError(
+                f"envelope.instanceId {instance_id[:80]!r} is not a valid tenant (1-64 letters, "
+                "digits, '.', '_' or '-'); post to /webhooks/wix/<tenant> to name the tenant"
+            )
         tenant = resolve_tenant(context, instance_id)
         account, a_where = _account(event, where)
 
@@ -429,12 +446,15 @@ def _snapshot(account: dict[str, Any], where: str) -> dict[str, Any]:
     if pts is None:
         raise DecodeError(f"{p_where} is missing (the account balance)")
     pts = expect_object(pts, p_where)
+    # The account is the member's whole state, so its tier is a statement either way: no `tier`,
+    # or a tier without an id (the base tier "has no tierId"), means the member has no tier and
+    # clears an older one (NO_TIER), rather than saying nothing about tiers.
     tier_obj = account.get("tier")
-    tier = None
+    tier = NO_TIER
     if tier_obj is not None:
         tier_obj = expect_object(tier_obj, f"{where}.tier")
         tier_id = opt_str(tier_obj, "id", f"{where}.tier")
-        tier = Tier(id=tier_id) if tier_id else None
+        tier = Tier(id=tier_id) if tier_id else NO_TIER
     return {
         "balance": opt_points(pts, "balance", p_where),
         "counters": PointCounters(

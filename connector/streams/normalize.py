@@ -42,7 +42,9 @@ def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
 
 
 def _received_at(headers: dict[str, str]) -> datetime:
-    raw = headers.get("received-at", "")
+    """When the bridge received the delivery; for a recognised provider retry, when it received
+    the first (refused) attempt, so a late retry is ordered where the delivery belongs."""
+    raw = headers.get("first-received-at") or headers.get("received-at", "")
     if raw.isdigit():
         try:
             return utc(datetime.fromtimestamp(int(raw) / 1000, tz=UTC))
@@ -91,7 +93,12 @@ def normalize(record: RawRecord, codec: AvroCodec, now: datetime | None = None) 
     if tenant is not None and not TENANT_RE.match(tenant):
         exc = UnknownProvider(f"raw record has an invalid tenant header {tenant!r}")
         return Normalized([], dead_letter(record, "route", exc, headers, now))
-    context = DecodeContext(tenant=tenant, received_at=_received_at(headers))
+    context = DecodeContext(
+        tenant=tenant,
+        received_at=_received_at(headers),
+        # a provider retry of a delivery the bridge already wrote is the same delivery
+        delivery=headers.get("retry-of") or headers.get("request-id") or None,
+    )
     try:
         events = provider.decode(record.value or b"", headers, context)
     except DecodeError as exc:

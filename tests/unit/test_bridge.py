@@ -18,10 +18,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from connector.bridge.app import create_app
 from connector.providers import PROVIDERS
+from connector.providers.base import RequestTarget
 from connector.providers.gameball import signature_digest
+from connector.providers.open_loyalty import OpenLoyalty
 from connector.settings import Settings
 from tests.support import FIXTURES, fixture_cases, other_wix_keypair, test_env, test_secrets
 
@@ -557,3 +560,152 @@ def test_aiokafka_retry_storm_is_logged_once_per_interval(caplog: pytest.LogCapt
     finally:
         for lg, filters in before.items():
             lg.filters[:] = filters
+
+
+# ---------------------------------------------------------------------------------------------
+# Open Loyalty Cloud HMAC: signed over the method, host and path the provider posted to
+
+OL_HMAC_ENV = {k: v for k, v in test_env().items() if "OPEN_LOYALTY_HEADER" not in k}
+OL_HMAC = {"hmac_secret": test_secrets()["open_loyalty"]["hmac_secret"]}
+
+
+def ol_settings(**extra: str) -> Settings:
+    return Settings.from_env({**OL_HMAC_ENV, "CONNECTOR_TOPIC_PREFIX": "unit", **extra})
+
+
+def ol_signed(
+    host: str, path: str, secrets: Mapping[str, str] = OL_HMAC
+) -> tuple[bytes, dict[str, str]]:
+    """A fixture signed as Open Loyalty Cloud would sign a POST to https://`host``path`."""
+    target = RequestTarget("POST", host, path)
+    return OpenLoyalty().sign(one_fixture("open_loyalty"), secrets, target=target)
+
+
+def test_open_loyalty_cloud_hmac_is_checked_for_the_host_and_path_of_the_request() -> None:
+    producer = FakeProducer()
+    own = "/webhooks/open_loyalty"
+
+    async def go() -> None:
+        async with bridge(ol_settings(), producer) as client:
+
+            async def post(signed: Any, url: str = own, **headers: str) -> tuple[int, str]:
+                body, h = signed
+                resp = await client.post(url, data=body, headers={**h, **headers})
+                return resp.status, await resp.text()
+
+            # the test server's Host header is 127.0.0.1:<port>: the port is not signed
+            assert (await post(ol_signed("127.0.0.1", own)))[0] == 200
+            # the query string is not signed
+            assert (await post(ol_signed("127.0.0.1", own), own + "?source=ol"))[0] == 200
+            # a Host header with a port, as a provider sends it for https://host:8443/...
+            signed = ol_signed("hooks.example.com", own)
+            assert (await post(signed, Host="hooks.example.com:8443"))[0] == 200
+            status, text = await post(signed)  # the same signature, another host
+            assert status == 401 and "does not match" in text, text
+            status, text = await post(ol_signed("127.0.0.1", own + "/shop"))
+            assert status == 401 and "POST 127.0.0.1/webhooks/open_loyalty" in text, text
+            status, _ = await post(ol_signed("127.0.0.1", own + "/"))
+            assert status == 401
+
+    run(go)
+    assert len(producer.records) == 3
+
+
+def test_public_url_gives_the_signed_host_and_path_prefix() -> None:
+    producer = FakeProducer()
+    s = ol_settings(CONNECTOR_PUBLIC_URL="https://hooks.example.com:8443/base/")
+
+    async def go() -> None:
+        async with bridge(s, producer) as client:
+            body, headers = ol_signed("hooks.example.com", "/base/webhooks/open_loyalty")
+            resp = await client.post("/webhooks/open_loyalty", data=body, headers=headers)
+            assert resp.status == 200, await resp.text()
+            # the Host header (here a proxy's upstream name) no longer matters
+            forwarded = {**headers, "Host": "connector.internal:8080"}
+            resp = await client.post("/webhooks/open_loyalty", data=body, headers=forwarded)
+            assert resp.status == 200, await resp.text()
+            # signed for the bridge's own address, as without a public URL: refused
+            body, headers = ol_signed("127.0.0.1", "/webhooks/open_loyalty")
+            resp = await client.post("/webhooks/open_loyalty", data=body, headers=headers)
+            assert resp.status == 401
+            assert "hooks.example.com/base/webhooks/open_loyalty" in await resp.text()
+
+    run(go)
+    assert len(producer.records) == 2
+
+
+def test_open_loyalty_cloud_hmac_of_a_tenant_signs_the_tenant_path(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text('[open_loyalty.shop-eu]\nhmac_secret = "whsec_' + "ab" * 32 + '"\n')
+    tenants.chmod(0o600)
+    producer = FakeProducer()
+    eu = {"hmac_secret": "whsec_" + "ab" * 32}
+
+    async def go() -> None:
+        async with bridge(ol_settings(CONNECTOR_TENANTS_FILE=str(tenants)), producer) as client:
+            path = "/webhooks/open_loyalty/shop-eu"
+            body, headers = ol_signed("127.0.0.1", path, eu)
+            resp = await client.post(path, data=body, headers=headers)
+            assert resp.status == 200, await resp.text()
+            body, headers = ol_signed("127.0.0.1", "/webhooks/open_loyalty", eu)
+            resp = await client.post(path, data=body, headers=headers)
+            assert resp.status == 401
+            # the path is signed as sent, percent-encoding included (the route decodes it)
+            encoded = URL("/webhooks/open_loyalty/shop%2Deu", encoded=True)
+            body, headers = ol_signed("127.0.0.1", "/webhooks/open_loyalty/shop%2Deu", eu)
+            resp = await client.post(encoded, data=body, headers=headers)
+            assert resp.status == 200, await resp.text()
+            body, headers = ol_signed("127.0.0.1", path, eu)
+            resp = await client.post(encoded, data=body, headers=headers)
+            assert resp.status == 401
+
+    run(go)
+    assert [dict(h)["tenant"] for _, _, _, h in producer.records] == [b"shop-eu", b"shop-eu"]
+
+
+def test_open_loyalty_template_scheme_ignores_host_and_path() -> None:
+    producer = FakeProducer()
+    template = {"CONNECTOR_OPEN_LOYALTY_HMAC_TEMPLATE": "{timestamp}.{body}"}
+    secrets = OL_HMAC | {"hmac_template": "{timestamp}.{body}"}
+
+    async def go() -> None:
+        async with bridge(ol_settings(**template), producer) as client:
+            body, headers = ol_signed("elsewhere.example", "/anything", secrets)
+            resp = await client.post("/webhooks/open_loyalty", data=body, headers=headers)
+            assert resp.status == 200, await resp.text()
+            cloud, cloud_headers = ol_signed("127.0.0.1", "/webhooks/open_loyalty")
+            resp = await client.post("/webhooks/open_loyalty", data=cloud, headers=cloud_headers)
+            assert resp.status == 401
+
+    run(go)
+    assert len(producer.records) == 1
+
+
+@pytest.mark.parametrize("public_url", [None, "https://hooks.example.com/base"])
+def test_replay_signs_open_loyalty_for_the_url_the_bridge_checks(public_url: str | None) -> None:
+    from connector.replay import replay
+
+    producer = FakeProducer()
+    s = ol_settings(**({"CONNECTOR_PUBLIC_URL": public_url} if public_url else {}))
+    files = fixture_cases("open_loyalty")[:2]
+
+    async def go() -> None:
+        async with bridge(s, producer) as client:
+            to = str(client.make_url(""))
+            counts = await replay(files, to, None, None, s, concurrency=1, retries=0)
+            assert dict(counts) == {"200": 2}
+
+    run(go)
+    assert len(producer.records) == 2
+
+
+def test_replay_target_is_the_public_url_a_delivery_would_have_come_through() -> None:
+    from connector.replay import signed_target
+
+    public = "https://hooks.example.com/base"
+    via_proxy = RequestTarget("POST", "hooks.example.com", "/base/webhooks/open_loyalty")
+    assert signed_target(public + "/webhooks/open_loyalty", public) == via_proxy
+    assert signed_target("http://127.0.0.1:8080/webhooks/open_loyalty", public) == via_proxy
+    assert signed_target("http://127.0.0.1:8080/webhooks/open_loyalty/t", None) == RequestTarget(
+        "POST", "127.0.0.1", "/webhooks/open_loyalty/t"
+    )

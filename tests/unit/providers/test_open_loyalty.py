@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,8 +16,9 @@ from hypothesis import strategies as st
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import EventType
-from connector.providers.base import DecodeContext
+from connector.providers.base import DecodeContext, RequestTarget
 from connector.providers.open_loyalty import OpenLoyalty, hmac_signature
+from connector.settings import Settings
 from tests import support
 from tests.support import FIXTURES
 
@@ -23,7 +26,11 @@ NOW = 1_767_323_045.0  # 2026-01-02T03:04:05Z
 OL = OpenLoyalty(clock=lambda: NOW)
 ALL = support.test_secrets()["open_loyalty"]
 HEADER_ONLY = {"header_name": ALL["header_name"], "header_value": ALL["header_value"]}
-HMAC_ONLY = {"hmac_secret": ALL["hmac_secret"]}
+# The `template` scheme (older custom setups); without hmac_scheme/hmac_template it is `cloud`.
+HMAC_ONLY = {"hmac_secret": ALL["hmac_secret"], "hmac_scheme": "template"}
+ALL_TEMPLATE = ALL | {"hmac_scheme": "template"}
+# Where `sign` addresses a cloud-scheme delivery by default: a local bridge, no tenant.
+LOCAL = RequestTarget("POST", "127.0.0.1", "/webhooks/open_loyalty")
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CTX = DecodeContext(tenant=None, received_at=RECEIVED)
 CUSTOMER = "32c764d9-ddd5-401f-ac13-a7fcba0982ff"
@@ -181,7 +188,10 @@ def test_both_configured_header_alone_passes_when_no_signature_is_sent() -> None
 def test_both_configured_a_present_signature_must_be_valid() -> None:
     headers = hmac_headers(BODY, secret="wrong") | {"X-OL-Token": ALL["header_value"]}
     with pytest.raises(VerificationError, match="does not match"):
-        OL.verify(BODY, headers, ALL)
+        OL.verify(BODY, headers, ALL_TEMPLATE)
+    _, cloud = OL.sign(BODY, ALL | {"hmac_secret": "wrong"})
+    with pytest.raises(VerificationError, match="does not match"):
+        OL.verify(BODY, cloud, ALL, target=LOCAL)
 
 
 def test_both_configured_the_header_is_required_even_with_a_valid_signature() -> None:
@@ -190,12 +200,16 @@ def test_both_configured_the_header_is_required_even_with_a_valid_signature() ->
 
 
 def test_sign_produces_header_and_fresh_hmac_that_verify() -> None:
-    body, headers = OL.sign(BODY, ALL)
+    body, headers = OL.sign(BODY, ALL_TEMPLATE)
     assert headers["X-OL-Token"] == ALL["header_value"]
     assert headers["X-Webhook-Timestamp"] == str(int(NOW))
     uuid.UUID(headers["X-Webhook-Request-Id"])
-    OL.verify(body, headers, ALL)
+    OL.verify(body, headers, ALL_TEMPLATE)
     OL.verify(body, headers, HMAC_ONLY)
+    body, headers = OL.sign(BODY, ALL)  # cloud scheme, for a local bridge without a tenant
+    assert headers["X-Webhook-Signature-Version"] == "1"
+    OL.verify(body, headers, ALL, target=LOCAL)
+    OL.verify(body, headers, {"hmac_secret": ALL["hmac_secret"]}, target=LOCAL)
     assert OL.delivery_id(body, headers) == headers["X-Webhook-Request-Id"]
     assert OL.delivery_id(body, {}) is None
 
@@ -207,6 +221,246 @@ def test_configuration_needs_a_full_header_pair_or_an_hmac_secret() -> None:
     assert not OL.is_configured({})
     with pytest.raises(VerificationError):
         OL.verify(BODY, {"X-OL-Token": "x"}, {})
+
+
+# --- HMAC, Open Loyalty Cloud scheme --------------------------------------------------------
+
+# The page's own example: POST to https://example.com/webhooks, empty body. The key is the
+# secret without "whsec_", used as its 64 ASCII characters.
+CLOUD_KEY = "0123456789abcdef" * 4
+CLOUD_SECRET = "whsec_" + CLOUD_KEY
+CLOUD = {"hmac_secret": CLOUD_SECRET}
+TS = str(int(NOW))
+RID = "8aaaabcd-0f85-4b7e-9c1d-000000000001"
+EXAMPLE = RequestTarget("POST", "example.com", "/webhooks")
+
+
+def cloud_reference(
+    key: bytes, method: str, host: str, path: str, body: bytes, timestamp: str, request_id: str
+) -> str:
+    """The vendor's recipe, written out by hand: six lines joined by "\\n", no trailing newline."""
+    lines = [
+        method,
+        f"{len(host.encode())}:{host}",
+        f"{len(path.encode())}:{path}",
+        hashlib.sha256(body).hexdigest(),
+        timestamp,
+        request_id,
+    ]
+    return hmac.new(key, "\n".join(lines).encode(), hashlib.sha256).hexdigest()
+
+
+def cloud_headers(
+    body: bytes = BODY,
+    *,
+    key: bytes = CLOUD_KEY.encode(),
+    method: str = "POST",
+    host: str = "example.com",
+    path: str = "/webhooks",
+    timestamp: str = TS,
+    request_id: str = RID,
+) -> dict[str, str]:
+    return {
+        "X-Webhook-Signature": cloud_reference(
+            key, method, host, path, body, timestamp, request_id
+        ),
+        "X-Webhook-Signature-Algorithm": "hmac-sha256",
+        "X-Webhook-Timestamp": timestamp,
+        "X-Webhook-Request-Id": request_id,
+        "X-Webhook-Signature-Version": "1",
+    }
+
+
+def test_cloud_test_vector_matches_an_independent_computation() -> None:
+    # Canonical string and digest computed outside Python (printf | openssl dgst -sha256 -hmac).
+    canonical = (
+        b"POST\n11:example.com\n9:/webhooks\n"
+        b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+        b"1709467498\n8aaaabcd-0f85-4b7e-9c1d-000000000001"
+    )
+    digest = "f6a51952d705c8b152e4ffa558230c41d5cbc10fdf7b1e882b3f1af351b6c33e"
+    assert hmac.new(CLOUD_KEY.encode(), canonical, hashlib.sha256).hexdigest() == digest
+    assert (
+        cloud_reference(
+            CLOUD_KEY.encode(), "POST", "example.com", "/webhooks", b"", "1709467498", RID
+        )
+        == digest
+    )
+    ol = OpenLoyalty(clock=lambda: 1709467498)
+    headers = {
+        "X-Webhook-Signature": digest,
+        "X-Webhook-Signature-Algorithm": "hmac-sha256",
+        "X-Webhook-Timestamp": "1709467498",
+        "X-Webhook-Request-Id": RID,
+    }
+    ol.verify(b"", headers, CLOUD, target=EXAMPLE)
+    ol.verify(b"", headers | {"X-Webhook-Signature": digest.upper()}, CLOUD, target=EXAMPLE)
+
+
+def test_cloud_signature_of_a_real_body_passes() -> None:
+    OL.verify(BODY, cloud_headers(), CLOUD, target=EXAMPLE)
+
+
+def test_cloud_is_the_default_scheme_without_a_template() -> None:
+    with pytest.raises(VerificationError, match="does not match"):  # a {body} template HMAC
+        OL.verify(BODY, hmac_headers(BODY, secret=CLOUD_SECRET), CLOUD, target=EXAMPLE)
+    template = CLOUD | {"hmac_template": "{body}"}  # a template alone selects that scheme
+    OL.verify(BODY, hmac_headers(BODY, secret=CLOUD_SECRET), template, target=EXAMPLE)
+    with pytest.raises(VerificationError, match="does not match"):
+        OL.verify(BODY, cloud_headers(), template, target=EXAMPLE)
+
+
+def test_cloud_secret_loses_its_whsec_prefix_and_is_not_hex_decoded() -> None:
+    OL.verify(BODY, cloud_headers(), {"hmac_secret": CLOUD_KEY}, target=EXAMPLE)  # bare key
+    for wrong_key in (CLOUD_SECRET.encode(), bytes.fromhex(CLOUD_KEY)):
+        with pytest.raises(VerificationError, match="does not match"):
+            OL.verify(BODY, cloud_headers(key=wrong_key), CLOUD, target=EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    "signed_for",
+    [
+        {"method": "PUT"},
+        {"method": "post"},
+        {"host": "evil.example.com"},
+        {"host": "example.com:443"},
+        {"path": "/webhooks/"},
+        {"path": "/webhooks?foo=bar"},
+        {"path": "/other"},
+        {"timestamp": str(int(NOW) - 1)},
+        {"request_id": "8aaaabcd-0f85-4b7e-9c1d-000000000002"},
+    ],
+)
+def test_cloud_signature_for_another_request_is_rejected(signed_for: dict[str, str]) -> None:
+    headers = cloud_headers(**signed_for)  # type: ignore[arg-type]
+    headers["X-Webhook-Timestamp"] = TS
+    headers["X-Webhook-Request-Id"] = RID
+    with pytest.raises(VerificationError, match="does not match"):
+        OL.verify(BODY, headers, CLOUD, target=EXAMPLE)
+
+
+def test_cloud_tampered_body_or_wrong_secret_is_rejected_without_leaking_either() -> None:
+    tampered = BODY.replace(b'"amountChange": 25', b'"amountChange": 95')
+    assert tampered != BODY
+    with pytest.raises(VerificationError, match="does not match") as info:
+        OL.verify(tampered, cloud_headers(), CLOUD, target=EXAMPLE)
+    expected = cloud_reference(
+        CLOUD_KEY.encode(), "POST", "example.com", "/webhooks", tampered, TS, RID
+    )
+    assert expected not in str(info.value)
+    assert CLOUD_KEY not in str(info.value)
+    assert "POST example.com/webhooks" in str(info.value)  # says what it was checked against
+    with pytest.raises(VerificationError, match="does not match") as info:
+        OL.verify(BODY, cloud_headers(key=b"not-the-secret"), CLOUD, target=EXAMPLE)
+    assert CLOUD_KEY not in str(info.value)
+
+
+def test_cloud_timestamp_is_required_and_checked() -> None:
+    stale = str(int(NOW) - 301)
+    with pytest.raises(VerificationError, match="more than 300 s"):
+        OL.verify(BODY, cloud_headers(timestamp=stale), CLOUD, target=EXAMPLE)
+    OL.verify(
+        BODY,
+        cloud_headers(timestamp=stale),
+        CLOUD | {"timestamp_tolerance": "600"},
+        target=EXAMPLE,
+    )
+    headers = cloud_headers()
+    del headers["X-Webhook-Timestamp"]
+    with pytest.raises(VerificationError, match="missing X-Webhook-Timestamp"):
+        OL.verify(BODY, headers, CLOUD, target=EXAMPLE)
+    headers = cloud_headers()
+    del headers["X-Webhook-Request-Id"]
+    with pytest.raises(VerificationError, match="missing X-Webhook-Request-Id"):
+        OL.verify(BODY, headers, CLOUD, target=EXAMPLE)
+
+
+def test_cloud_scheme_cannot_be_verified_without_the_request_target() -> None:
+    with pytest.raises(VerificationError, match="method, host and path"):
+        OL.verify(BODY, cloud_headers(), CLOUD)
+    # a subscription that does not sign still passes on the legacy header alone, offline too
+    OL.verify(BODY, {"X-OL-Token": ALL["header_value"]}, CLOUD | HEADER_ONLY)
+
+
+def test_request_target_drops_port_and_query_and_defaults_the_path() -> None:
+    assert RequestTarget.of("post", "example.com:8443", "/webhooks?foo=bar") == EXAMPLE
+    assert RequestTarget.of("POST", "example.com", "").path == "/"
+    assert RequestTarget.of("POST", "example.com", "?a=1").path == "/"
+    assert RequestTarget.of("POST", "example.com", "/webhooks/").path == "/webhooks/"
+    assert RequestTarget.of("POST", "example.com", "/abc%20def").path == "/abc%20def"
+    assert RequestTarget.of("POST", "[::1]:8080", "/x").host == "[::1]"
+    behind = RequestTarget.of(
+        "POST", "10.0.0.5:8080", "/webhooks/open_loyalty", "https://hooks.example.com:8443/base/"
+    )
+    assert behind == RequestTarget("POST", "hooks.example.com", "/base/webhooks/open_loyalty")
+    assert RequestTarget.of("POST", "b:1", "/w", "https://a.example").path == "/w"
+    # a signature over the port-less host verifies a delivery whose Host had a port
+    target = RequestTarget.of("POST", "example.com:8443", "/webhooks?foo=bar")
+    OL.verify(BODY, cloud_headers(), CLOUD, target=target)
+
+
+def test_sign_makes_cloud_signatures_for_the_given_target() -> None:
+    target = RequestTarget("POST", "hooks.example.com", "/base/webhooks/open_loyalty/t1")
+    body, headers = OL.sign(BODY, CLOUD, target=target)
+    OL.verify(body, headers, CLOUD, target=target)
+    key = CLOUD_KEY.encode()
+    ts, rid = headers["X-Webhook-Timestamp"], headers["X-Webhook-Request-Id"]
+    assert headers["X-Webhook-Signature"] == cloud_reference(
+        key, "POST", "hooks.example.com", "/base/webhooks/open_loyalty/t1", body, ts, rid
+    )
+    with pytest.raises(VerificationError, match="does not match"):
+        OL.verify(body, headers, CLOUD, target=LOCAL)
+    _, default = OL.sign(BODY, CLOUD)
+    OL.verify(BODY, default, CLOUD, target=LOCAL)
+
+
+def test_hmac_scheme_cloud_with_a_template_is_a_config_error() -> None:
+    both = CLOUD | {"hmac_scheme": "cloud", "hmac_template": "{body}"}
+    with pytest.raises(ConfigError, match="hmac_scheme=cloud and hmac_template"):
+        OL.verify(BODY, cloud_headers(), both, target=EXAMPLE)
+    with pytest.raises(ConfigError, match="expected cloud or template"):
+        OL.verify(BODY, cloud_headers(), CLOUD | {"hmac_scheme": "v2"}, target=EXAMPLE)
+    env = {
+        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": CLOUD_SECRET,
+        "CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME": "cloud",
+        "CONNECTOR_OPEN_LOYALTY_HMAC_TEMPLATE": "{timestamp}.{body}",
+    }
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    message = str(info.value)
+    assert "CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME" in message
+    assert "CONNECTOR_OPEN_LOYALTY_HMAC_TEMPLATE" in message
+    assert CLOUD_SECRET not in message
+    with pytest.raises(ConfigError, match="expected cloud or template"):
+        Settings.from_env(env | {"CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME": "v2"})
+    # the template scheme with a template, and either alone, are fine
+    Settings.from_env(env | {"CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME": "template"})
+    Settings.from_env(env | {"CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME": ""})
+
+
+def test_tenant_template_against_a_global_cloud_scheme_is_a_config_error(tmp_path: Any) -> None:
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text('[open_loyalty.shop-eu]\nhmac_template = "{timestamp}.{body}"\n')
+    tenants.chmod(0o600)
+    env = {
+        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": CLOUD_SECRET,
+        "CONNECTOR_TENANTS_FILE": str(tenants),
+    }
+    s = Settings.from_env(env)  # no global scheme: the tenant's template selects its own
+    assert s.provider("open_loyalty").secrets_for("shop-eu")["hmac_template"]  # type: ignore[index]
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env | {"CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME": "cloud"})
+    assert "CONNECTOR_OPEN_LOYALTY_HMAC_SCHEME" in str(info.value)
+    assert "[open_loyalty.shop-eu] HMAC_TEMPLATE" in str(info.value)
+
+
+def test_public_url_setting_is_validated() -> None:
+    s = Settings.from_env({"CONNECTOR_PUBLIC_URL": "https://hooks.example.com/base/"})
+    assert s.public_url == "https://hooks.example.com/base"
+    assert Settings.from_env({}).public_url is None
+    for bad in ("hooks.example.com", "https://hooks.example.com/?a=1", "ftp://x", "https://u@x"):
+        with pytest.raises(ConfigError, match="CONNECTOR_PUBLIC_URL"):
+            Settings.from_env({"CONNECTOR_PUBLIC_URL": bad})
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -281,7 +535,7 @@ def test_transfer_and_amount_change_about_one_movement_agree() -> None:
     assert transfer.points_delta == change.points_delta == Decimal("-30.00")
 
 
-def test_pending_transfer_does_not_claim_the_movement() -> None:
+def test_pending_transfer_is_the_pending_phase_of_its_movement() -> None:
     event = one(
         {
             "type": "account.points_transfer",
@@ -296,23 +550,40 @@ def test_pending_transfer_does_not_claim_the_movement() -> None:
     )
     assert event.type is EventType.POINTS_PENDING
     assert event.points_delta == Decimal(10)
+    # the activation names the same transfer; the ledger keeps the phases apart
+    assert event.movement_id == "t-2"
+
+
+def test_unknown_transfer_type_claims_no_delta() -> None:
+    event = one(
+        {
+            "type": "account.points_transfer",
+            "data": {"customerId": CUSTOMER, "pointsTransferId": "t-3", "value": 10}
+            | {"type": "mystery", "state": "active"},
+        }
+    )
+    assert event.type is EventType.OTHER
+    assert event.points_delta is None
     assert event.movement_id is None
 
 
-def test_canceled_or_unknown_transfer_type_claims_no_delta() -> None:
-    for data in ({"type": "adding", "state": "canceled"}, {"type": "mystery", "state": "active"}):
-        event = one(
-            {
-                "type": "account.points_transfer",
-                "data": {"customerId": CUSTOMER, "pointsTransferId": "t-3", "value": 10} | data,
-            }
-        )
-        assert event.type is EventType.OTHER
-        assert event.points_delta is None
-        assert event.movement_id is None
+@pytest.mark.parametrize("state", ["canceled", "expired"])
+def test_ended_transfer_cancels_its_movement_without_an_amount(state: str) -> None:
+    # The amount is not this webhook's to book (an active transfer's balance effect arrives as
+    # an amount change): it only ends whatever the transfer still has pending.
+    event = one(
+        {
+            "type": "account.points_transfer",
+            "data": {"customerId": CUSTOMER, "pointsTransferId": "t-3", "value": 10}
+            | {"type": "adding", "state": state},
+        }
+    )
+    assert event.type is EventType.POINTS_CANCELED
+    assert event.points_delta is None
+    assert event.movement_id == "t-3"
 
 
-def test_unknown_change_type_keeps_only_the_balance() -> None:
+def test_unknown_change_type_is_a_movement_sized_by_the_balance() -> None:
     event = one(
         {
             "type": "account.available_points_amount_changed",
@@ -324,9 +595,63 @@ def test_unknown_change_type_keeps_only_the_balance() -> None:
             },
         }
     )
-    assert event.type is EventType.BALANCE_SNAPSHOT
+    assert event.type is EventType.POINTS_ADJUSTED
     assert event.points_delta is None
     assert event.balance == Decimal(5)
+
+
+@pytest.mark.parametrize("change_type", ["subtract", "add", None])
+def test_zero_change_from_oss_expire_cancel_unlock_is_a_gap(change_type: str | None) -> None:
+    # OSS 3.x AccountCommandHandler::handleExpire/Cancel/UnlockPointsTransfer dispatch
+    # AvailablePointsAmountChangedSystemEvent with the default $amountChange = 0 and
+    # $operationType = 'subtract' (open-loyalty-framework 3.x): only the new amount is true.
+    data = {"customerId": CUSTOMER, "amount": 40.0, "amount_change": 0}
+    if change_type is not None:
+        data["amount_change_type"] = change_type
+    event = one({"type": "account.available_points_amount_changed", "data": data})
+    assert event.type is EventType.POINTS_ADJUSTED
+    assert event.points_delta is None
+    assert event.balance == Decimal(40)
+    assert event.attributes["size"] == "derived"
+
+
+def test_webhook_timestamp_orders_payloads_without_a_time() -> None:
+    body = json.dumps(
+        {
+            "type": "account.available_points_amount_changed",
+            "data": {
+                "customerId": CUSTOMER,
+                "amount": 10,
+                "amount_change": 10,
+                "amount_change_type": "add",
+            },
+        }
+    ).encode()
+    [event] = OL.decode(body, {"X-Webhook-Timestamp": "1767225600"}, CTX)
+    assert event.occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
+    [offline] = OL.decode(body, {}, CTX)
+    assert offline.occurred_at == CTX.received_at
+
+
+def test_identical_bodies_of_two_deliveries_are_two_events_and_a_reread_is_one() -> None:
+    # earn 10, spend 10, earn 10 again: the third body is byte-identical to the first
+    body = json.dumps(
+        {
+            "type": "account.available_points_amount_changed",
+            "data": {
+                "customerId": CUSTOMER,
+                "amount": 10,
+                "amount_change": 10,
+                "amount_change_type": "add",
+            },
+        }
+    ).encode()
+    first = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-1"))[0]
+    again = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-3"))[0]
+    reread = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-1"))[0]
+    assert first.event_id != again.event_id
+    assert first.event_id == reread.event_id
+    assert first.attributes["synthetic_event_id"] == "true"
 
 
 def test_float_points_are_exact_and_sub_cent_points_are_rejected() -> None:
@@ -444,4 +769,4 @@ def test_arbitrary_json_only_raises_decode_error(obj: Any) -> None:
     except DecodeError:
         pass
     signed, headers = OL.sign(body, ALL)
-    OL.verify(signed, headers, ALL)
+    OL.verify(signed, headers, ALL, target=LOCAL)

@@ -200,9 +200,64 @@ def test_one_movement_reported_by_two_webhooks_has_one_movement_id() -> None:
     assert (distribution.type, distribution.points_delta) == (project.type, project.points_delta)
 
 
-def test_movement_id_falls_back_to_the_event_id_without_a_transaction() -> None:
-    event = decode_one(fixture_obj("seed002_rewarded_loyalty_points"))
-    assert event.movement_id == event.event_id == "evcus_0e2905d59d985a04b8"
+def test_rewarded_points_and_their_accrual_transaction_name_one_movement() -> None:
+    # customer.rewarded.loyalty_points has no transaction (no vtx id): what it shares with the
+    # POINTS_ACCRUAL transaction.created of the same accrual is the card, the cause event and
+    # the earning rule (EventCustomerRewardedLoyaltyPointsData / ...TransactionCreatedData).
+    rewarded = fixture_obj("seed002_rewarded_loyalty_points")
+    data = rewarded["data"]
+    card, cause, rule = data["voucher"]["id"], data["event"]["id"], data["earning_rule"]["id"]
+    accrual = fixture_obj("transaction_created_addition")
+    tx = accrual["data"]["transaction"]
+    tx["type"] = "POINTS_ACCRUAL"
+    tx["voucher_id"] = card
+    tx["details"]["event"] = {"id": cause, "type": "customer.order.paid"}
+    tx["details"]["earning_rule"] = {"id": rule}
+    accrual["data"]["voucher"]["id"] = card
+    a, b = decode_one(rewarded), decode_one(accrual)
+    assert a.event_id != b.event_id
+    assert a.movement_id == b.movement_id == f"accrual:{card}:{cause}:{rule}"
+    assert (a.type, b.type) == (EventType.POINTS_EARNED, EventType.POINTS_EARNED)
+    # another cause (another order) is another movement
+    tx["details"]["event"]["id"] = "evcus_other"
+    assert decode_one(accrual).movement_id != a.movement_id
+
+
+def test_manual_addition_keeps_its_transaction_id() -> None:
+    event = decode_one(fixture_obj("transaction_created_addition"))
+    assert event.movement_id == "vtx_0e6d44043e9e51d377"
+
+
+def test_pending_activation_transaction_is_an_activation() -> None:
+    body = fixture_obj("transaction_created_addition")
+    body["data"]["transaction"]["type"] = "PENDING_POINTS_ACTIVATION"
+    event = decode_one(body)
+    assert event.type is EventType.POINTS_ACTIVATED
+    assert event.points_delta == Decimal(40)
+
+
+def test_rollback_of_a_loyalty_card_redemption_returns_its_points() -> None:
+    # SimpleRedemption.amount: "For loyalty cards, this is the number of loyalty points used in
+    # the transaction. In the case of redemption rollback ... negative integers."
+    body = fixture_obj("doc_openapi_redemption_succeeded")
+    body["type"] = "redemption.rollback.succeeded"
+    body["data"]["redemption_rollback"] = {
+        "id": "rr_1",
+        "amount": -250,
+        "voucher": {"id": "v_card", "type": "LOYALTY_CARD", "loyalty_card": {"points": 1000}},
+    }
+    event = decode_one(body)
+    assert event.type is EventType.POINTS_ADJUSTED
+    assert event.points_delta == Decimal(250)
+    assert event.movement_id == "rollback:rr_1"
+    # the POINTS_REFUND transaction of the same rollback names the same movement
+    refund = fixture_obj("transaction_created_addition")
+    refund["data"]["transaction"]["type"] = "POINTS_REFUND"
+    refund["data"]["transaction"]["details"]["rollback"] = {"id": "rr_1"}
+    assert decode_one(refund).movement_id == "rollback:rr_1"
+    # a rollback of a discount voucher moves no points
+    body["data"]["redemption_rollback"]["voucher"] = {"id": "v_disc", "type": "DISCOUNT_VOUCHER"}
+    assert decode_one(body).points_delta is None
 
 
 def test_raw_payload_does_not_mistake_the_nested_cause_for_the_event_type() -> None:
@@ -285,14 +340,19 @@ def test_points_expired_without_points_uses_the_negative_balance_delta() -> None
     assert event.points_delta == Decimal(-70)
 
 
-def test_pending_points_updated_is_other_without_a_delta() -> None:
+def test_pending_points_updated_changes_pending_by_the_signed_adjustment() -> None:
+    # "The pending points can be updated by adding or subtracting points" (Adjust Member
+    # Pending Points): the change is voucher_pending_points_balance.points, signed.
     body = fixture_obj("pending_points_added")
     body["event"]["type"] = "loyalty_card.pending_points.updated"
+    body["data"]["voucher_pending_points_balance"]["points"] = -20
+    body["data"]["pending_points"]["points"] = 100
     event = decode_one(body)
-    assert event.type is EventType.OTHER
+    assert event.type is EventType.POINTS_PENDING
     assert event.provider_event_type == "loyalty_card.pending_points.updated"
-    assert event.points_delta is None
-    assert event.pending_points == Decimal(120)
+    assert event.points_delta == Decimal(-20)
+    # its own movement: not the pending phase of the entry it adjusts
+    assert event.movement_id == event.event_id
 
 
 def test_tier_left_means_no_tier() -> None:

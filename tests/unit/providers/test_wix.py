@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import EventType, LoyaltyEvent, to_json_obj
+from connector.models import NO_TIER, EventType, LoyaltyEvent, to_json_obj
 from connector.providers.base import DecodeContext
 from connector.providers.wix import Wix
 from tests import support
@@ -233,6 +233,34 @@ def test_account_created_emits_registration_and_first_snapshot() -> None:
 def test_tenant_is_the_url_tenant_else_the_instance_id() -> None:
     assert decode(fixture("seed003_points_updated"))[0].tenant == INSTANCE
     assert decode(fixture("seed003_points_updated"), tenant="shop-1")[0].tenant == "shop-1"
+
+
+@pytest.mark.parametrize("tier", [None, {"updatedDate": "2021-12-07T07:30:23.749Z"}, "absent"])
+def test_account_without_a_tier_states_no_tier(tier: Any) -> None:
+    # the base tier "has no tierId": an account without one clears an older tier
+    doc = json.loads(fixture("seed003_points_updated"))
+    account = doc["data"]["actionEvent"]["body"]["account"]
+    if tier == "absent":
+        del account["tier"]
+    else:
+        account["tier"] = tier
+    (event,) = WIX.decode(json.dumps(doc).encode(), {}, CTX)
+    assert event.tier == NO_TIER
+
+
+@pytest.mark.parametrize("instance", ["shop:a", "a b", "", "x" * 65])
+def test_an_instance_id_that_is_no_valid_tenant_is_refused(instance: str) -> None:
+    # wix:{tenant}:{customer}: a ':' in the tenant would let two members share one key
+    doc = json.loads(fixture("seed003_points_updated"))
+    doc["instanceId"] = instance
+    body = json.dumps(doc).encode()
+    if instance == "":
+        assert WIX.decode(body, {}, CTX)[0].tenant == "default"
+        return
+    with pytest.raises(DecodeError, match="instanceId"):
+        WIX.decode(body, {}, CTX)
+    # a URL tenant names the tenant instead
+    assert WIX.decode(body, {}, DecodeContext(tenant="shop-1"))[0].tenant == "shop-1"
 
 
 def test_customer_falls_back_to_member_id() -> None:
