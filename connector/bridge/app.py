@@ -236,7 +236,7 @@ class WebhookHandler:
                 kafka_headers.append(("retry-of", retry.retry_of.encode()))
 
         if len(self.pending) >= self.settings.max_in_flight:
-            self.retries.refused(key, tenant, body, received_ms, request_id)
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             return _json_error(
                 503,
                 "Kafka is not keeping up; retry later",
@@ -253,7 +253,9 @@ class WebhookHandler:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
             # the write may still succeed: the provider's retry is then a copy (retry-of)
-            self.retries.refused(key, tenant, body, received_ms, request_id, task)
+            self.retries.refused(
+                key, tenant, body, received_ms, delivery_id, task, retry=retry
+            )
             log.warning(
                 "no Kafka ack within %d ms; answering 503",
                 self.settings.ack_timeout_ms,
@@ -266,7 +268,7 @@ class WebhookHandler:
                 {"Retry-After": RETRY_AFTER_S},
             )
         except Exception as exc:
-            self.retries.refused(key, tenant, body, received_ms, request_id)
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             log.warning(
                 "Kafka write failed: %s",
                 type(exc).__name__,

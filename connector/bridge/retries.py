@@ -5,8 +5,9 @@ state sends a byte-identical body, so the worker cannot tell a retry from a real
 bytes. The bridge can: a provider retries exactly the deliveries it answered non-2xx. When such
 a delivery comes back within the provider's retry window, its raw record gets
 
-* `retry-of: <request id>` if the refused attempt reached Kafka after all (the ack came after
-  the deadline): the worker gives it the same event ids as the first copy, so it counts once;
+* `retry-of: <delivery id>` if the refused attempt reached Kafka after all (the ack came after
+  the deadline): the key of the first copy's raw record, so the worker gives the retry the same
+  event ids as the first copy, and it counts once;
 * `first-received-at: <ms>`: the receive time of the first attempt, so a late retry of an old
   profile is ordered where it belongs and cannot move a newer balance back.
 
@@ -40,7 +41,7 @@ MAX_ENTRIES = 10_000
 @dataclass
 class Refusal:
     first_received_ms: int
-    written_as: str | None  # request id of the copy Kafka acknowledged after we answered
+    written_as: str | None  # raw key of the refused copy Kafka acknowledged after all
     expires: float
 
 
@@ -74,25 +75,38 @@ class RetryMemory:
         tenant: str | None,
         body: bytes,
         received_ms: int,
-        request_id: str,
+        delivery_id: str,
         send: asyncio.Future[Any] | None = None,
+        retry: RetryTag | None = None,
     ) -> None:
-        """Remember that this delivery was answered non-2xx; `send` is its (late) Kafka write."""
+        """Remember that this delivery (raw key `delivery_id`) was answered non-2xx; `send` is
+        its Kafka write, which may still succeed after the answer. `retry` is the tag `match`
+        gave this delivery if it is itself a recognised retry: its next retry is then still one
+        of the first attempt (that attempt's receive time, and its key if it was written)."""
         window = self.windows.get(provider)
         if window is None:
             return
         key = _key(provider, tenant, body)
-        known = self._entries.pop(key, None)
-        first = known.first_received_ms if known else received_ms
-        entry = Refusal(first, known.written_as if known else None, self.clock() + window)
+        first = retry.first_received_ms if retry is not None else received_ms
+        expires = self.clock() + window
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            entry = Refusal(first, None, expires)
+        else:
+            # refused again before any retry came: the one entry keeps the first time, and stays
+            # the object an earlier attempt's pending write will mark when it is acknowledged
+            entry.first_received_ms = min(entry.first_received_ms, first)
+            entry.expires = expires
+        if retry is not None and retry.retry_of is not None and entry.written_as is None:
+            entry.written_as = retry.retry_of  # the worker knows this delivery by that key
         self._entries[key] = entry
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+            self._entries.popitem(last=True)
         if send is not None:
 
             def written(fut: asyncio.Future[Any]) -> None:
                 if not fut.cancelled() and fut.exception() is None and entry.written_as is None:
-                    entry.written_as = request_id
+                    entry.written_as = delivery_id
 
             if send.done():
                 written(send)

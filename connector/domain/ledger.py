@@ -692,11 +692,13 @@ def apply_reported_delta(
             if key in ids:
                 return state, []
             state = replace(state, recent_movement_ids=remember(ids, key, memory))
+            if closed_key(movement_id) in ids:
+                return state, []  # a cancel without an amount ended it first
             released = release_key(movement_id) in ids or (
                 movement_key(EventType.POINTS_CANCELED, movement_id) in ids
             )
-            if not released and (movement_id in ids or closed_key(movement_id) in ids):
-                return state, []  # its balance movement or a whole cancel came first
+            if not released and movement_id in ids:
+                return state, []  # its balance movement came first and released nothing
             if not released:
                 opened = (movement_id, movement.pending_delta)
                 state = replace(

@@ -38,9 +38,10 @@ class DecodeContext:
 
     tenant: str | None = None  # from the URL; None = the provider's own scope or "default"
     received_at: datetime = field(default_factory=lambda: utc(datetime.now(UTC)))
-    # The identity of this accepted delivery: the bridge's request id (the raw record's
-    # `request-id` header), or the request id of the earlier copy this one is a retry of
-    # (`retry-of`). None offline (`decode`), where a delivery is known only by its bytes.
+    # The identity of this accepted delivery: the raw record's key (the provider's delivery id,
+    # e.g. Open Loyalty's signed X-Webhook-Request-Id, else the bridge's request id), or the key
+    # of the earlier copy this one is a recognised retry of (`retry-of`). None offline
+    # (`decode`), where a delivery is known only by its bytes.
     delivery: str | None = None
 
 
@@ -262,8 +263,8 @@ def hashed_event_id(
     `delivery` (see `DecodeContext.delivery`) makes two deliveries of the same bytes two events:
     a member who returns to an earlier state (earn 10, spend 10, earn 10) sends a byte-identical
     body, which is a real movement, not a retry. A re-read of one raw record (worker restart,
-    spool re-forward) keeps its request id and so its event id; a provider retry of a delivery
-    the bridge already wrote carries the first copy's request id in `retry-of`.
+    spool re-forward) keeps its key and so its event id; a provider retry of a delivery the
+    bridge already wrote carries the first copy's key in `retry-of`.
     """
     h = hashlib.sha256()
     h.update(provider.key.encode())

@@ -96,8 +96,13 @@ def normalize(record: RawRecord, codec: AvroCodec, now: datetime | None = None) 
     context = DecodeContext(
         tenant=tenant,
         received_at=_received_at(headers),
-        # a provider retry of a delivery the bridge already wrote is the same delivery
-        delivery=headers.get("retry-of") or headers.get("request-id") or None,
+        # The delivery's identity is the raw record's key: the provider's delivery id (Open
+        # Loyalty's signed X-Webhook-Request-Id) or the bridge's request id. A provider retry of
+        # a delivery the bridge already wrote names the first copy's key in retry-of.
+        delivery=headers.get("retry-of")
+        or (record.key or b"").decode("utf-8", "replace")
+        or headers.get("request-id")
+        or None,
     )
     try:
         events = provider.decode(record.value or b"", headers, context)

@@ -166,7 +166,9 @@ def phases() -> list[dict[tuple[str, str, str], list[Delivery]]]:
             OL: [ol_redeem, ol_redeem],
             # VF: redemption of 20 (vtx_2), delivered twice
             VF: [sign("voucherify", vf_redeem), sign("voucherify", vf_redeem)],
-            # GB: a stale profile (10:10) arrives late, and the first profile again
+            # GB: a stale profile (10:10) arrives late, and the first profile again: a second
+            # delivery of the same bytes (Gameball sends no id), older by created_at, so it
+            # is applied and changes nothing
             GB: [
                 sign(
                     "gameball",
@@ -221,8 +223,9 @@ def phases() -> list[dict[tuple[str, str, str], list[Delivery]]]:
 
 # events applied per member after each phase (duplicates are not applied; a second webhook about
 # one movement and a stale snapshot are: they just change no balance)
-APPLIED = {OL: [1, 2, 3, 4], VF: [1, 2, 3, 4], GB: [1, 2, 3, 3], WIX: [1, 2, 3, 3]}
-DUPLICATES = 4  # OL redeem, VF redeem, GB first profile, Wix revision 1
+APPLIED = {OL: [1, 2, 3, 4], VF: [1, 2, 3, 4], GB: [1, 2, 4, 4], WIX: [1, 2, 3, 3]}
+# OL redeem (same X-Webhook-Request-Id), VF redeem (same event.id), Wix revision 1 (same id)
+DUPLICATES = 3
 
 # (kind, origin, points_delta, balance_before, balance_after) per member, in ledger order
 LEDGER = {

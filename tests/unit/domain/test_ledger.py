@@ -20,6 +20,7 @@ from connector.domain.ledger import (
     apply,
 )
 from connector.models import (
+    NO_TIER,
     ZERO,
     EntryOrigin,
     EventType,
@@ -819,3 +820,88 @@ def test_gameball_total_only_counters_classify_by_sign() -> None:
     assert [(m.kind, m.balance_delta) for m, _ in moves] == [
         (EventType.POINTS_REDEEMED, Decimal("-40"))
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# pending phases, gaps, NO_TIER, range
+
+
+@pytest.mark.parametrize("order", ["pending-first", "activation-first"])
+def test_open_loyalty_pending_transfer_is_released_by_its_activation(order: str) -> None:
+    # account.points_transfer (state pending) and the amount change that activates it name the
+    # same pointsTransferId; pending must not stay up forever, in either order
+    pending = ev("pend", E.POINTS_PENDING, delta=40, movement="pt-9", at=1)
+    activation = ev("act", E.POINTS_EARNED, delta=40, balance=40, movement="pt-9", at=2)
+    events = [pending, activation] if order == "pending-first" else [activation, pending]
+    state, _ = run(events)
+    assert (state.pending_points, state.computed_balance, state.balance) == (ZERO, D(40), D(40))
+
+
+@pytest.mark.parametrize("order", ["pending-first", "cancel-first"])
+def test_an_ended_transfer_releases_what_it_had_pending(order: str) -> None:
+    pending = ev("pend", E.POINTS_PENDING, delta=40, movement="pt-9", at=1)
+    ended = ev("end", E.POINTS_CANCELED, movement="pt-9", at=2)  # no amount: "whatever is left"
+    state, _ = run([pending, ended] if order == "pending-first" else [ended, pending])
+    assert (state.pending_points, state.computed_balance) == (ZERO, ZERO)
+    # an ended transfer that was never pending moves nothing
+    other, _ = run([ev("e", E.POINTS_EARNED, delta=5, movement="pt-1"), ended])
+    assert (other.pending_points, other.computed_balance) == (ZERO, D(5))
+
+
+@pytest.mark.parametrize("order", ["activated-first", "accrual-first"])
+def test_activation_and_accrual_of_one_transaction_release_pending_once(order: str) -> None:
+    pending = ev("pa", E.POINTS_PENDING, delta=30, movement="lopp-1", at=1)
+    activated = ev("act", E.POINTS_ACTIVATED, delta=30, balance=30, movement="vtx-1", at=2)
+    accrual = ev("acc", E.POINTS_EARNED, delta=30, balance=30, movement="vtx-1", at=2)
+    second = [activated, accrual] if order == "activated-first" else [accrual, activated]
+    for events in ([pending, *second], [*second, pending], [second[0], pending, second[1]]):
+        state, _ = run(events)
+        assert (state.pending_points, state.computed_balance) == (ZERO, D(30)), events
+
+
+def test_a_gap_is_sized_against_the_balance_before_it_in_provider_order() -> None:
+    earn = ev("earn", E.POINTS_EARNED, delta=50, balance=50, at=1)
+    expiry = ev("exp", E.POINTS_ADJUSTED, balance=20, at=2)  # amount_change 0: size unknown
+    spend = ev("spend", E.POINTS_REDEEMED, delta=-5, balance=15, at=3)
+    in_order, outcomes = run([earn, expiry, spend])
+    assert brief(outcomes[1].entries) == [
+        ("exp:POINTS_ADJUSTED", "DERIVED", E.POINTS_ADJUSTED, D(-30), D(50), D(20))
+    ]
+    late, late_outcomes = run([spend, expiry, earn])
+    for state in (in_order, late):
+        assert (state.computed_balance, state.balance, state.lifetime_adjusted) == (
+            D(15),
+            D(15),
+            D(-30),
+        )
+    # the late earn corrects the gap it belongs before, with an entry that names both
+    assert [e.entry_id for e in late_outcomes[2].entries] == [
+        "earn:POINTS_EARNED",
+        "exp:correction:earn",
+    ]
+
+
+def test_no_tier_clears_the_tier_when_newest() -> None:
+    gold = wix("w1", 1, balance=10, earned=10, tier=GOLD)
+    none = wix("w2", 2, balance=10, earned=10, tier=NO_TIER)
+    state, outcomes = run([gold, none])
+    assert state.tier is None
+    assert outcomes[1].tier_change is not None and outcomes[1].tier_change.tier is None
+    stale, _ = run([none, gold])
+    assert stale.tier is None  # the older gold statement does not win
+
+
+def test_a_snapshot_without_revision_never_overrides_a_revisioned_one() -> None:
+    rev = wix("w5", 5, balance=50, earned=50, at=1)
+    norev = replace(wix("wx", 1, balance=999, earned=999, at=99), revision=None)
+    for events in ([rev, norev], [norev, rev]):
+        assert run(events)[0].reported_balance == D(50)
+
+
+def test_an_overflowing_event_is_refused_and_the_state_is_kept() -> None:
+    from connector.domain.ledger import LedgerOverflow
+
+    first = apply(None, ev("e1", delta="9999999999999999.99"), now=NOW)
+    with pytest.raises(LedgerOverflow, match="computed_balance.*decimal\\(18, 2\\)"):
+        apply(first.state, ev("e2", delta=1), now=NOW)
+    assert first.state.computed_balance == D("9999999999999999.99")

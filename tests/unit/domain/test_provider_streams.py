@@ -1,0 +1,559 @@
+"""Provider-realistic delivery streams through the real decoders and ledger, against an oracle.
+
+Each test draws what happened to one member AT THE PROVIDER (earn, spend, expire, unlock,
+pending, tier changes, returns to an earlier state), turns it into the webhooks that provider
+sends for it (shapes from docs/delivery-semantics.md: Open Loyalty OSS 3.x amount changes with
+`amount_change: 0` for expiries, cancels and unlocks; Gameball v3 profiles without a time; Wix
+accounts with revisions and `tier: null`; Voucherify accruals reported twice, pending points
+then activation or cancel), then delivers them as the bridge would hand them to the worker:
+re-reads of one raw record, a provider retry of a refused delivery that reached Kafka after all
+(`retry-of`), a retry of one that did not (`first-received-at`), and arrival out of order.
+
+The oracle is the provider's own account: a few numbers updated by the drawn operations. It
+knows nothing of the ledger's rules, ids, marks or chain; the final member state must equal it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.domain.ledger import MemberState, apply
+from connector.models import LoyaltyEvent, Tier
+from connector.providers.base import DecodeContext
+from connector.providers.gameball import Gameball
+from connector.providers.open_loyalty import OpenLoyalty
+from connector.providers.voucherify import Voucherify
+from connector.providers.wix import Wix
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+CUSTOMER = "c-1"
+
+
+@dataclass
+class Account:
+    """The member's account at the provider: what the numbers really are."""
+
+    balance: int = 0
+    pending: int = 0
+    earned: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    adjusted: int = 0
+    tier: str | None = None
+
+
+@dataclass
+class Delivery:
+    """One accepted HTTP delivery as the worker sees its raw record."""
+
+    body: bytes
+    key: str  # the raw record's key: the delivery identity
+    received: datetime
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# delivering: what the bridge and Kafka do to a provider's sequence of deliveries
+
+
+@st.composite
+def delivered(draw: st.DrawFn, sent: list[Delivery]) -> list[Delivery]:
+    """`sent` (in the provider's order) as the ledger receives it: copies, retries, reordering.
+
+    * a re-read of one raw record (worker restart, at-least-once): the same key and time;
+    * a retry of a delivery the bridge answered 503 although Kafka had it: another raw record
+      whose retry-of names the first copy's key (its identity), first-received-at its time;
+    * a retry of a delivery Kafka never got: the only copy, received later, but dated by the
+      bridge's first-received-at, so it is the first attempt's time again;
+    * arrival order: each raw record is displaced by up to 6 places (raw partitions are
+      re-keyed by member; the chain and the order keys must absorb it).
+    """
+    out: list[Delivery] = []
+    for d in sent:
+        out.append(d)
+        fault = draw(st.sampled_from(["none", "none", "none", "reread", "late-ack", "lost"]))
+        if fault == "reread":
+            out.append(d)
+        elif fault == "late-ack":
+            out.append(Delivery(d.body, d.key, d.received, d.headers))  # retry-of -> d.key
+        elif fault == "lost":
+            out[-1] = Delivery(d.body, f"{d.key}-retry", d.received, d.headers)
+    jitter = [i + draw(st.integers(0, 6)) for i in range(len(out))]
+    return [d for _, d in sorted(zip(jitter, out, strict=True), key=lambda p: p[0])]
+
+
+def run_ledger(provider: Any, deliveries: list[Delivery]) -> MemberState | None:
+    state: MemberState | None = None
+    for i, d in enumerate(deliveries):
+        context = DecodeContext(tenant=None, received_at=d.received, delivery=d.key)
+        events: list[LoyaltyEvent] = provider.decode(d.body, d.headers, context)
+        for event in events:
+            out = apply(state, event, now=T0 + timedelta(days=1, seconds=i), offset=i)
+            state = out.state
+    return state
+
+
+def at(i: int) -> datetime:
+    return T0 + timedelta(seconds=10 * i)
+
+
+def iso(i: int) -> str:
+    return at(i).isoformat().replace("+00:00", "Z")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Open Loyalty OSS 3.x: amount changes without ids or times; expire/cancel/unlock send 0
+
+
+OL_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["earn", "earn", "spend", "expire", "cancel", "unlock", "level"]),
+        st.integers(1, 4).map(lambda n: n * 5),  # small values: repeats of one state are common
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+def ol_sent(ops: list[tuple[str, int]], acct: Account) -> list[Delivery]:
+    """The webhooks OSS sends (WebhookListener: customerId, amount, amount_change, type)."""
+    sent: list[Delivery] = []
+    levels = ["lvl-a", "lvl-b"]
+    for i, (op, value) in enumerate(ops):
+        if op == "level":
+            level = levels[i % 2]
+            acct.tier = level
+            data: dict[str, Any] = {"customerId": CUSTOMER, "levelId": level, "levelName": level}
+            body = {"type": "customer.level_changed", "data": data}
+        else:
+            if op in ("spend", "expire", "cancel"):
+                value = min(value, acct.balance)
+                if value == 0:
+                    continue
+            change, change_type = value, "add"
+            if op == "earn":
+                acct.balance += value
+                acct.earned += value
+            elif op == "spend":
+                acct.balance -= value
+                acct.redeemed += value
+                change_type = "subtract"
+            else:  # the event's defaults: $amountChange = 0, $operationType = 'subtract'
+                delta = value if op == "unlock" else -value
+                acct.balance += delta
+                acct.adjusted += delta
+                change, change_type = 0, "subtract"
+            data = {
+                "customerId": CUSTOMER,
+                "amount": float(acct.balance),
+                "amount_change": change,
+                "amount_change_type": change_type,
+            }
+            body = {"type": "account.available_points_amount_changed", "data": data}
+        sent.append(Delivery(dumps(body), f"req-{i}", at(i)))
+    return sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ops=OL_OPS)
+def test_open_loyalty_oss_stream_ends_at_the_providers_numbers(
+    data: st.DataObject, ops: list[tuple[str, int]]
+) -> None:
+    acct = Account()
+    sent = ol_sent(ops, acct)
+    if not sent:
+        return
+    state = run_ledger(OpenLoyalty(), data.draw(delivered(sent)))
+    assert state is not None
+    if any(op != "level" for op, _ in ops) and state.reported_balance is not None:
+        assert state.balance == acct.balance
+        assert state.computed_balance == acct.balance  # every movement booked, none twice
+        assert state.to_balance().drift == 0
+    assert state.lifetime_earned == acct.earned
+    assert state.lifetime_redeemed == acct.redeemed
+    assert state.lifetime_adjusted == acct.adjusted  # expiries, cancels, unlocks (unlabelled)
+    assert state.pending_points == 0
+    assert (state.tier.id if state.tier else None) == acct.tier
+
+
+def test_the_issues_open_loyalty_sequence_counts_the_repeat() -> None:
+    # earn 10, spend 10, earn 10 again: the third body is byte-identical to the first
+    acct = Account()
+    sent = ol_sent([("earn", 10), ("spend", 10), ("earn", 10)], acct)
+    assert sent[0].body == sent[2].body
+    state = run_ledger(OpenLoyalty(), sent)
+    assert state is not None
+    assert (state.balance, state.computed_balance, state.lifetime_earned) == (10, 10, 20)
+
+
+def test_an_oss_expiry_is_booked_not_hidden_in_the_drift() -> None:
+    acct = Account()
+    sent = ol_sent([("earn", 20), ("expire", 15), ("unlock", 5)], acct)
+    for order in (sent, sent[::-1], [sent[1], sent[0], sent[2]]):
+        state = run_ledger(OpenLoyalty(), order)
+        assert state is not None
+        assert (state.balance, state.computed_balance, state.lifetime_adjusted) == (10, 10, -10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gameball: profile snapshots only; v3 has no time, and repeats are byte-identical
+
+
+GB_OPS = st.lists(
+    st.tuples(st.sampled_from(["earn", "redeem", "pend", "activate", "tier"]), st.integers(1, 3)),
+    min_size=1,
+    max_size=20,
+)
+
+
+def gb_sent(ops: list[tuple[str, int]], acct: Account, v3: bool) -> list[Delivery]:
+    sent: list[Delivery] = []
+    tiers = [("basic", 1), ("silver", 2)]
+    for i, (op, n) in enumerate(ops):
+        value = n * 50
+        if op == "earn":
+            acct.balance += value
+        elif op == "redeem":
+            acct.balance -= min(value, acct.balance)
+        elif op == "pend":
+            acct.pending += value
+        elif op == "activate":
+            moved = min(value, acct.pending)
+            acct.pending -= moved
+            acct.balance += moved
+        else:
+            acct.tier = tiers[i % 2][0]
+        tier = next(((t, o) for t, o in tiers if t == acct.tier), None)
+        if v3:
+            body: dict[str, Any] = {
+                "playerUniqueId": CUSTOMER,
+                "activatedPoints": acct.balance,
+                "pendingPoints": acct.pending,
+            }
+            if tier:
+                body |= {"levelName": tier[0], "levelOrder": tier[1]}
+        else:
+            profile: dict[str, Any] = {
+                "activated_points": acct.balance,
+                "pending_points": acct.pending,
+            }
+            if tier:
+                profile |= {"tier_name": tier[0], "tier_order": tier[1]}
+            body = {
+                "event": "customer.profile.updated",
+                "customer_id": CUSTOMER,
+                "created_at": iso(i),
+                "data": profile,
+            }
+        sent.append(Delivery(dumps(body), f"req-{i}", at(i)))
+    return sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ops=GB_OPS, v3=st.booleans())
+def test_gameball_profiles_end_at_the_providers_numbers(
+    data: st.DataObject, ops: list[tuple[str, int]], v3: bool
+) -> None:
+    acct = Account()
+    state = run_ledger(Gameball(), data.draw(delivered(gb_sent(ops, acct, v3))))
+    assert state is not None
+    assert state.balance == acct.balance
+    assert state.computed_balance == acct.balance
+    assert state.pending_points == acct.pending
+    assert (state.tier.name if state.tier else None) == acct.tier
+
+
+def test_the_issues_gameball_v3_return_to_an_earlier_balance_counts() -> None:
+    # 100 -> 150 -> 100: the third profile is byte-identical to the first
+    sent = [
+        Delivery(dumps({"playerUniqueId": CUSTOMER, "activatedPoints": b}), f"req-{i}", at(i))
+        for i, b in enumerate([100, 150, 100])
+    ]
+    assert sent[0].body == sent[2].body
+    state = run_ledger(Gameball(), sent)
+    assert state is not None
+    assert (state.balance, state.computed_balance) == (100, 100)
+    assert (state.lifetime_earned, state.lifetime_redeemed) == (150, 50)
+
+
+def test_a_late_gameball_v3_retry_dated_by_its_first_attempt_does_not_move_the_balance_back() -> (
+    None
+):
+    old = Delivery(dumps({"playerUniqueId": CUSTOMER, "activatedPoints": 100}), "r-1", at(0))
+    new = Delivery(dumps({"playerUniqueId": CUSTOMER, "activatedPoints": 150}), "r-2", at(1))
+    # the first attempt of `old` was refused; its retry arrives after `new`, with the bridge's
+    # first-received-at (the worker's received_at), so it sorts before `new`
+    retry = Delivery(old.body, "r-3", old.received)
+    state = run_ledger(Gameball(), [new, retry])
+    assert state is not None and state.balance == 150
+
+
+# ---------------------------------------------------------------------------------------------
+# Wix: account snapshots with revisions, counters, tier null; out of order by design
+
+
+WIX_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["earn", "redeem", "expire", "adjust", "tier", "untier"]), st.integers(1, 5)
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+def wix_sent(ops: list[tuple[str, int]], acct: Account) -> list[Delivery]:
+    sent: list[Delivery] = []
+    for i, (op, n) in enumerate(ops):
+        value = n * 10
+        if op == "earn":
+            acct.balance += value
+            acct.earned += value
+        elif op == "redeem":
+            value = min(value, acct.balance)
+            acct.balance -= value
+            acct.redeemed += value
+        elif op == "expire":
+            value = min(value, acct.balance)
+            acct.balance -= value
+            acct.expired += value
+        elif op == "adjust":
+            acct.balance += value
+            acct.adjusted += value
+        elif op == "tier":
+            acct.tier = f"tier-{n}"
+        else:
+            acct.tier = None
+        account = {
+            "id": "acct-1",
+            "contactId": CUSTOMER,
+            "revision": str(i + 1),
+            "points": {
+                "balance": acct.balance,
+                "earned": acct.earned,
+                "redeemed": acct.redeemed,
+                "expired": acct.expired,
+                "adjusted": acct.adjusted,
+            },
+            "tier": {"id": acct.tier} if acct.tier else None,
+        }
+        envelope = {
+            "eventType": "wix.loyalty.v1.account_points_updated",
+            "instanceId": "site-1",
+            "data": {
+                "id": f"wx-{i}",
+                "entityFqdn": "wix.loyalty.v1.account",
+                "slug": "points_updated",
+                "entityId": "acct-1",
+                "eventTime": iso(i),
+                "actionEvent": {"body": {"account": account}},
+            },
+        }
+        # Wix retries keep the event id ("allows clients to ignore duplicate webhooks")
+        sent.append(Delivery(dumps(envelope), f"wx-{i}", at(i)))
+    return sent
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ops=WIX_OPS)
+def test_wix_accounts_end_at_the_providers_numbers(
+    data: st.DataObject, ops: list[tuple[str, int]]
+) -> None:
+    acct = Account()
+    state = run_ledger(Wix(), data.draw(delivered(wix_sent(ops, acct))))
+    assert state is not None
+    assert (state.balance, state.computed_balance) == (acct.balance, acct.balance)
+    assert (state.lifetime_earned, state.lifetime_redeemed, state.lifetime_expired) == (
+        acct.earned,
+        acct.redeemed,
+        acct.expired,
+    )
+    assert state.tier == (Tier(id=acct.tier) if acct.tier else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Voucherify: accruals reported by two webhooks, pending points then activation or cancel
+
+
+def vf_envelope(event_id: str, type_: str, data: dict[str, Any], i: int) -> dict[str, Any]:
+    return {
+        "id": f"whs_{event_id}",
+        "project_id": "proj_1",
+        "created_at": iso(i),
+        "type": type_,
+        "data": data,
+        "source": {"id": "wh_1", "object": "webhook"},
+        "event": {"id": event_id, "type": type_, "created_at": iso(i)},
+    }
+
+
+CARD = {"id": "v_card", "type": "LOYALTY_CARD", "holder_id": CUSTOMER, "campaign_id": "camp_1"}
+CUST = {"id": CUSTOMER, "object": "customer"}
+
+
+def balance_obj(points: int, balance: int) -> dict[str, Any]:
+    return {
+        "type": "loyalty_card",
+        "points": points,
+        "balance": balance,
+        "related_object": {"id": "v_card", "type": "voucher"},
+    }
+
+
+VF_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["accrue", "redeem", "pend-activate", "pend-cancel"]),
+        st.integers(1, 5),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
+    """Voucherify webhooks; `twin` = the movement is also reported by a second webhook."""
+    sent: list[Delivery] = []
+    n = 0
+
+    def send(event_id: str, type_: str, data: dict[str, Any]) -> None:
+        nonlocal n
+        sent.append(
+            Delivery(dumps(vf_envelope(event_id, type_, data, n)), f"whs_{event_id}", at(n))
+        )
+        n += 1
+
+    for i, (op, k, twin) in enumerate(ops):
+        value = k * 10
+        cause = {"id": f"evcus_order_{i}", "type": "customer.order.paid"}
+        rule = {"id": "ern_1"}
+        if op == "accrue":
+            acct.balance += value
+            # customer.rewarded.loyalty_points: no transaction object (no vtx id)
+            send(
+                f"ev_rew_{i}",
+                "customer.rewarded.loyalty_points",
+                {
+                    "customer": CUST,
+                    "voucher": CARD,
+                    "earning_rule": rule,
+                    "event": cause,
+                    "balance": balance_obj(value, acct.balance),
+                },
+            )
+            if twin:  # ... and the POINTS_ACCRUAL transaction of the same accrual
+                tx = {
+                    "id": f"vtx_acc_{i}",
+                    "type": "POINTS_ACCRUAL",
+                    "voucher_id": "v_card",
+                    "details": {
+                        "balance": balance_obj(value, acct.balance),
+                        "event": cause,
+                        "earning_rule": rule,
+                    },
+                }
+                send(
+                    f"ev_tx_{i}",
+                    "voucher.loyalty_card.transaction.created",
+                    {"voucher": CARD, "transaction": tx, "event": cause},
+                )
+        elif op == "redeem":
+            value = min(value, acct.balance)
+            if value == 0:
+                continue
+            acct.balance -= value
+            tx = {
+                "id": f"vtx_red_{i}",
+                "type": "POINTS_REDEMPTION",
+                "voucher_id": "v_card",
+                "details": {"balance": balance_obj(-value, acct.balance)},
+            }
+            send(
+                f"ev_red_{i}",
+                "voucher.loyalty_card.transaction.created",
+                {"voucher": CARD, "transaction": tx},
+            )
+        else:
+            pending = {
+                "id": f"lopp_{i}",
+                "voucher_id": "v_card",
+                "points": value,
+                "details": {"event": cause, "earning_rule": rule},
+            }
+            send(
+                f"ev_pa_{i}",
+                "voucher.loyalty_card.pending_points.added",
+                {
+                    "customer": CUST,
+                    "voucher": CARD,
+                    "pending_points": pending,
+                    "voucher_pending_points_balance": balance_obj(value, value),
+                },
+            )
+            if op == "pend-cancel":
+                send(
+                    f"ev_pc_{i}",
+                    "voucher.loyalty_card.pending_points.canceled",
+                    {
+                        "customer": CUST,
+                        "voucher": CARD,
+                        "pending_points": pending,
+                        "voucher_pending_points_balance": balance_obj(-value, 0),
+                    },
+                )
+                continue
+            acct.balance += value
+            tx = {
+                "id": f"vtx_act_{i}",
+                "type": "PENDING_POINTS_ACTIVATION",
+                "voucher_id": "v_card",
+                "details": {
+                    "balance": balance_obj(value, acct.balance),
+                    "event": cause,
+                    "earning_rule": rule,
+                    "pending_points": {"id": f"lopp_{i}"},
+                },
+            }
+            send(
+                f"ev_act_{i}",
+                "voucher.loyalty_card.pending_points.activated",
+                {
+                    "customer": CUST,
+                    "voucher": CARD,
+                    "pending_points": pending,
+                    "transaction": tx,
+                    "balance": balance_obj(value, acct.balance),
+                },
+            )
+            if twin:  # a transaction.created for the activation's transaction (same vtx)
+                send(
+                    f"ev_acttx_{i}",
+                    "voucher.loyalty_card.transaction.created",
+                    {"voucher": CARD, "transaction": tx},
+                )
+    return sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ops=VF_OPS)
+def test_voucherify_streams_count_each_movement_once_and_release_pending(
+    data: st.DataObject, ops: list[tuple[str, int, bool]]
+) -> None:
+    acct = Account()
+    sent = vf_sent(ops, acct)
+    if not sent:
+        return
+    state = run_ledger(Voucherify(), data.draw(delivered(sent)))
+    assert state is not None
+    assert state.computed_balance == acct.balance
+    assert state.balance == acct.balance
+    assert state.pending_points == 0
