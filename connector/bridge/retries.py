@@ -101,7 +101,7 @@ class RetryMemory:
             entry.written_as = retry.retry_of  # the worker knows this delivery by that key
         self._entries[key] = entry
         while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=True)
+            self._entries.popitem(last=False)
         if send is not None:
 
             def written(fut: asyncio.Future[Any]) -> None:

@@ -172,15 +172,16 @@ def remember_event(
     """
     ids = list(state.recent_event_ids)
     times = list(state.recent_event_ms)
-    if len(times) != len(ids):  # records written before times were kept
-        times = [occurred_ms] * len(ids)
+    if len(times) != len(ids):  # a record written before times were kept: unknown (-1)
+        times = [-1] * len(ids)
     ids.append(event_id)
     times.append(occurred_ms)
     horizon = state.horizon_ms
     if len(ids) > memory:
         cut = len(ids) - memory
         forgotten = max(times[:cut])
-        horizon = forgotten if horizon is None else max(horizon, forgotten)
+        if forgotten >= 0:  # an id of unknown time moves no horizon: never skip on a guess
+            horizon = forgotten if horizon is None else max(horizon, forgotten)
         ids, times = ids[cut:], times[cut:]
     return tuple(ids), tuple(times), horizon
 

@@ -65,6 +65,12 @@ class WorkerMetrics:
         self.duplicates = Counter(
             "worker_duplicate_events_total", "Events already applied (no effect)", registry=r
         )
+        self.beyond_horizon = Counter(
+            "worker_beyond_dedupe_horizon_total",
+            "Events not in the dedupe memory but as old as events it forgot: taken as "
+            "redeliveries (also counted as duplicates); grows: raise CONNECTOR_DEDUPE_MEMORY",
+            registry=r,
+        )
         self.entries = Counter(
             "worker_ledger_entries_total", "Ledger entries by origin", ["origin"], registry=r
         )
@@ -319,6 +325,15 @@ def create_app(settings: Settings) -> Worker:
         states[key] = outcome.state
         if outcome.duplicate:
             metrics.duplicates.inc()
+        if outcome.beyond_horizon:
+            metrics.beyond_horizon.inc()
+            log.warning(
+                "event %s of %s is older than what the dedupe memory forgot "
+                "(CONNECTOR_DEDUPE_MEMORY); taken as a redelivery and not applied",
+                loyalty.event_id,
+                key,
+                extra={"event_id": loyalty.event_id, "member_key": key},
+            )
         for entry in outcome.entries:
             metrics.entries.labels(entry.origin.value).inc()
         metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))

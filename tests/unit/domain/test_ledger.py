@@ -905,3 +905,13 @@ def test_an_overflowing_event_is_refused_and_the_state_is_kept() -> None:
     with pytest.raises(LedgerOverflow, match="computed_balance.*decimal\\(18, 2\\)"):
         apply(first.state, ev("e2", delta=1), now=NOW)
     assert first.state.computed_balance == D("9999999999999999.99")
+
+
+def test_a_record_from_before_the_horizon_knew_no_times_skips_nothing_on_a_guess() -> None:
+    events = [ev(f"e{i}", delta=1, movement=f"m{i}", at=100 + i) for i in range(3)]
+    state, _ = run(events, memory=3)
+    legacy = replace(state, recent_event_ms=(), horizon_ms=None)  # written by version 1
+    after = apply(legacy, ev("e3", delta=1, movement="m3", at=200), now=NOW, memory=3).state
+    assert after.horizon_ms is None
+    late = apply(after, ev("late", delta=1, movement="m-late", at=50), now=NOW, memory=3)
+    assert not late.duplicate and late.state.computed_balance == D(5)
