@@ -253,9 +253,7 @@ class WebhookHandler:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
             # the write may still succeed: the provider's retry is then a copy (retry-of)
-            self.retries.refused(
-                key, tenant, body, received_ms, delivery_id, task, retry=retry
-            )
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, task, retry=retry)
             log.warning(
                 "no Kafka ack within %d ms; answering 503",
                 self.settings.ack_timeout_ms,
