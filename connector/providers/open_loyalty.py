@@ -48,8 +48,10 @@ a valid HMAC is required whenever ``hmac_secret`` is set AND the delivery carrie
 at least one mechanism must have passed (so with only ``hmac_secret`` set, a delivery without
 the signature is rejected).
 
-Quirks: no event id (``X-Webhook-Request-Id`` changes per delivery, so event ids are hashes of the
-body: a retry of the same body gets the same id, and ``X-Webhook-Request-Id`` is the delivery id);
+Quirks: no event id, so event ids are hashes of the body AND the delivery identity (the signed
+``X-Webhook-Request-Id`` where Cloud sends it, else the bridge's request id): a member returning to
+an earlier state sends byte-identical bodies that are real movements (docs/delivery-semantics.md);
+OSS 3.x sends no time and sends expiries, cancels and unlocks as ``amount_change: 0``;
 ``amount_change``/``amountChange`` spellings vary by version; points may be floats (``100.0``);
 ``transaction.registered`` has no customer id (the customer is linked later by
 ``transaction.assigned_to_customer``); the docs' samples are invalid JSON (fixed in fixtures).
@@ -86,8 +88,10 @@ https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/
 # | account.available_points_amount_changed / | POINTS_EARNED (add,  | points_delta=+-amountChange
 # |   AvailablePointsAmountChanged            |   p2p_add) or        | balance=amount,
 # |                                           |   POINTS_REDEEMED    | movement_id=pointsTransferId;
-# |                                           |   (subtract,         | unknown/missing change type
-# |                                           |   p2p_subtract)      | -> BALANCE_SNAPSHOT, no delta
+# |                                           |   (subtract,         | change 0 (OSS expire/cancel/
+# |                                           |   p2p_subtract);     | unlock), missing or unknown
+# |                                           | POINTS_ADJUSTED gap  | type: no delta, the ledger
+# |                                           |                      | sizes it from the balances
 # | customer.bought_campaign /                | REWARD_REDEEMED      | campaignId, couponCode,
 # |   CustomerBoughtReward                    |                      | costInPoints; no delta
 # | account.expiring_points_notification /    | POINTS_EXPIRING      | points, pointsWillExpire;
@@ -97,7 +101,8 @@ https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/
 # |                                           |   (any issuer)       | (spending, subtracting,
 # |                                           |                      | p2p_spending...),
 # |                                           |                      | movement_id=pointsTransferId;
-# |                                           | POINTS_PENDING       | state pending: no movement_id
+# |                                           | POINTS_PENDING       | state pending (its phase)
+# |                                           | POINTS_CANCELED      | canceled/expired: no amount
 # |                                           | OTHER                | other state or unknown type
 # | anything else                             | OTHER                | verbatim type
 #
@@ -108,8 +113,10 @@ https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/
 #
 # account.points_transfer and account.available_points_amount_changed about one transfer carry the
 # same pointsTransferId as movement_id and the same signed delta, so the ledger counts it once.
-# A pending transfer must not claim that movement_id: its activation arrives later as
-# available_points_amount_changed with the same pointsTransferId, and is the one that counts.
+# A pending transfer claims the pending phase of that movement_id (`<id>#pending` in the ledger):
+# its activation, an amount change with the same pointsTransferId, books the balance and
+# releases the pending points; a canceled or expired transfer releases whatever is pending.
+# occurred_at falls back to the signed X-Webhook-Timestamp before the receive time.
 
 from __future__ import annotations
 

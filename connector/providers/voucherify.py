@@ -23,7 +23,7 @@ https://docs.voucherify.io/reference/migration-guide (see providers.md §3).
 # | voucher.loyalty_card.pending_points.added  | POINTS_PENDING      | delta = +pending points  |
 # | ...pending_points.activated                | POINTS_ACTIVATED    | delta = +balance.points  |
 # | ...pending_points.canceled                 | POINTS_CANCELED     | delta = -pending points  |
-# | ...pending_points.updated                  | OTHER (3)           | pending_points only      |
+# | ...pending_points.updated                  | POINTS_PENDING (3)  | delta = signed change    |
 # | customer.loyalty.tier.joined / .prolonged  | TIER_CHANGED        | tier = loyalty_tier      |
 # | customer.loyalty.tier.upgraded/.downgraded | TIER_CHANGED        | tier = loyalty_tier_to   |
 # | customer.loyalty.tier.left                 | TIER_CHANGED        | tier = null ("no tier")  |
@@ -32,7 +32,8 @@ https://docs.voucherify.io/reference/migration-guide (see providers.md §3).
 # | customer.reward_redemptions.completed,     | REWARD_REDEEMED (4) | no points: the           |
 # | redemption.succeeded,                      |                     |   transaction webhook    |
 # | customer.redemption.succeeded              |                     |   carries them           |
-# | anything else (*.failed, rollbacks, ...)   | OTHER               | verbatim type; no event  |
+# | redemption.rollback.succeeded (+customer.) | POINTS_ADJUSTED (5) | + points returned        |
+# | anything else (*.failed, ...)              | OTHER               | verbatim type; no event  |
 #                                                                      if it names no customer
 #
 # (1) When the payload carries `transaction.type`, the transaction table decides, so a manual
@@ -42,14 +43,20 @@ https://docs.voucherify.io/reference/migration-guide (see providers.md §3).
 #     EXPIRED(-); POINTS_ADDITION, POINTS_REFUND (points given back, e.g. rolled-back payment
 #     with points), POINTS_TRANSFER_IN -> ADJUSTED(+); POINTS_REMOVAL, POINTS_TRANSFER_OUT ->
 #     ADJUSTED(-). Signs are forced by type; unknown transaction types -> OTHER.
-# (3) `updated` restates the pending amount without a delta; counting it would double count.
+# (3) "pending points can be updated by adding or subtracting points": the change is
+#     voucher_pending_points_balance.points (signed), its own movement (its event id).
+# (5) only for a loyalty card's redemption: -redemption_rollback.amount ("for loyalty cards ...
+#     the number of loyalty points ... negative integers" for rollbacks); otherwise OTHER.
 # (4) redemption.succeeded and customer.redemption.succeeded cover every redemption, loyalty or
 #     not; created/pending reward redemptions have not happened yet and stay OTHER.
 #
 # Ids: event_id = envelope `event.id` (shared by the project and distribution sendouts of one
 # event, so the second one dedupes), legacy: envelope `id`; else a hash of the body.
-# movement_id = `transaction.id` (vtx_...) when present, else `event.id`: points_added,
-# transaction.created and points_expired about one movement all carry the same vtx id.
+# movement_id (see `_movement_id`): an earning-rule accrual is `accrual:<card>:<cause
+# event>:<earning rule>` in every webhook that reports it (customer.rewarded.loyalty_points has no
+# transaction, so no vtx id); a rollback and its POINTS_REFUND are `rollback:<rr id>`; otherwise
+# `transaction.id` (vtx_...) when present (points_added, transaction.created and points_expired
+# about one movement carry the same vtx id), else `event.id`.
 # tenant = URL tenant, else "default" (project_id is kept in attributes).
 # A body without an envelope ("Raw payload" distributions) is decoded only when its shape
 # identifies a points movement (see `_infer_raw_type`); otherwise it is a DecodeError.
@@ -65,7 +72,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import EventType, LoyaltyEvent, OrderRef, Provider, Tier
+from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, OrderRef, Provider, Tier
 from connector.providers.base import (
     DecodeContext,
     Secrets,
@@ -319,7 +326,12 @@ class Voucherify:
             "distribution_event_name": env.distribution_name,
             "payload": "raw" if env.raw else None,
         }
-        event_id = env.event_id or hashed_event_id(self.provider, tenant, body)
+        event_id = env.event_id
+        if not event_id:
+            # a "Raw payload" distribution has no ids: the body and the delivery (movement ids
+            # still count each movement once across retries)
+            event_id = hashed_event_id(self.provider, tenant, body, delivery=context.delivery)
+            fields["attributes"][SYNTHETIC_ID] = "true"
         return [
             build_event(
                 provider=self.provider,
