@@ -7,16 +7,37 @@ Runs Apache Kafka (`KafkaBroker`, KRaft, its own data dir), one `loyalty-connect
 `loyalty-connector worker` processes (one app id, each with its own CONNECTOR_WEB_PORT and
 CONNECTOR_DATA_DIR), started through the integration harness (`tests/integration/harness.py`).
 For M minutes it sends about R webhooks/s (trouble included), signed as each of the four
-providers would sign them, for N members, with trouble mixed in:
+providers would sign them, for N members. Each member's provider delivers in one way (its
+"flavour", see FLAVOURS), in the shapes providers really send:
 
-* duplicate deliveries (the same bytes and headers sent again, as a provider retry is);
-* one movement described by two webhooks: Open Loyalty `account.points_transfer` and
-  `account.available_points_amount_changed` with the same `pointsTransferId`; Voucherify's
-  distribution `points_added` and project `transaction.created` with the same `vtx_` id;
-* late deliveries (held back for seconds), which for Wix (revisions) and Gameball (created_at)
-  snapshots means a stale snapshot arriving after a newer one;
-* forged requests (signed with the wrong secret, or a correctly signed body with one byte added:
-  the signature covers the exact bytes), which must get 401;
+* Open Loyalty legacy/Cloud pairs: `account.points_transfer` and
+  `account.available_points_amount_changed` with the same `pointsTransferId`, HMAC-signed;
+* Open Loyalty OSS 3.x amount changes as OSS builds them (no pointsTransferId, no time, the
+  balance after as a float), with only the static header or HMAC-signed: earns, spends, and
+  expiries, cancels and unlocks that arrive as `amount_change: 0, amount_change_type: subtract`
+  with only the new `amount` (an unlock raises it);
+* legitimate repeats: a member returning to an earlier state sends a byte-identical body (Open
+  Loyalty earn 10, spend 10, earn 10; Gameball v3 100 -> 150 -> 100), which must count again;
+* Voucherify additions (distribution `points_added` + project `transaction.created`, one `vtx_`),
+  redemptions, and pending points later activated (sometimes with the project's
+  PENDING_POINTS_ACTIVATION twin) or canceled;
+* Gameball v4 profiles (created_at) and v3 flat profiles (no time, no id);
+* Wix account snapshots by revision, whose tier a newer revision may clear (`"tier": null`).
+
+With trouble mixed in:
+
+* redeliveries of deliveries that name themselves (Voucherify and Wix event ids, Open Loyalty's
+  X-Webhook-Request-Id): the same bytes and headers again after a 200, which must count once.
+  Deliveries without any id (Gameball, unsigned Open Loyalty) are never re-sent after a 200:
+  their providers re-send only what was answered non-2xx, and a second delivery of the same
+  bytes is a new delivery;
+* late deliveries (held back for seconds), which for Wix (revisions), Gameball v4 (created_at)
+  and signed Open Loyalty (X-Webhook-Timestamp) means an older delivery arriving after a newer
+  one. Deliveries with neither a time nor an id (Gameball v3, unsigned Open Loyalty) are ordered
+  by the bridge's receive time only, so they are sent in order, each after the member's previous
+  one was answered, and never held back;
+* forged requests (signed with the wrong secret, or a correctly signed body with one byte
+  changed: the signature covers the exact bytes), which must get 401;
 * oversized requests (over CONNECTOR_MAX_BODY_BYTES, set to 64 KiB here), which must get 413;
 * poison: a correctly signed Open Loyalty webhook without `customerId` (the bridge must accept it,
   the worker must dead-letter it).
@@ -32,8 +53,12 @@ stops it again with SIGTERM); `bridge` restarts the bridge (SIGTERM, then a new 
 same port). Each kind runs on its own, then (full runs) several at once. A supervisor restarts a
 process that exits by itself (as systemd or Kubernetes would) and counts it.
 
-The ORACLE is computed here from the generated movements (each member's true balance and tier
-after its last movement), independently of `connector.domain.ledger`. At the end (after a drain
+The ORACLE is the provider's true account of each member (balance, pending points, tier, and
+whether the provider has stated a balance), kept here from the operations generated,
+independently of `connector.domain.ledger`: the webhooks of a step describe operations at the
+provider (two webhooks may describe one), so once every delivery is accepted the member's
+balance, computed balance and reported balance must all equal the true balance, and its pending
+points the true pending points. At the end (after a drain
 period: senders done, worker group committed past the end of raw and events) the scoreboard is
 printed and written to benchmarks/results/soak.json (and a timeline PNG); the exit status is 1
 when any must-be-0 figure is not 0, 2 when the processes could not be started.
@@ -84,6 +109,7 @@ from connector.avro import default_codec  # noqa: E402
 from connector.embedded.kafka import KafkaBroker  # noqa: E402
 from connector.inspect import read_to_end  # noqa: E402
 from connector.providers import PROVIDERS  # noqa: E402
+from connector.providers.open_loyalty import OpenLoyalty  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Bridge,
     Delivery,
@@ -123,23 +149,94 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # the workload and its oracle
 
+# How each member's provider delivers (one flavour per member, as one deployment does):
+# * ol_pair: Open Loyalty legacy/Cloud style: every movement is `account.points_transfer` +
+#   `account.available_points_amount_changed` with the same pointsTransferId and createdAt,
+#   HMAC-signed (X-Webhook-Request-Id per delivery);
+# * ol_oss: Open Loyalty OSS 3.x: only `account.available_points_amount_changed` as OSS builds it
+#   (customerId, amount = balance after as a float, amount_change, amount_change_type; no
+#   pointsTransferId, no time), with only the static header (no HMAC, no request id, no timestamp);
+# * ol_oss_signed: the same bodies HMAC-signed, so they carry X-Webhook-Timestamp and
+#   X-Webhook-Request-Id (the time orders them, the request id names the delivery);
+# * vf: Voucherify, including pending points that are later activated or canceled;
+# * gb_v4 / gb_v3: Gameball v4 `customer.profile.updated` (created_at) / v3 flat profiles
+#   (playerUniqueId, activatedPoints, pendingPoints, levelName, levelOrder; no time, no id);
+# * wix: Wix account snapshots (revision), whose tier may be cleared (`"tier": null`).
+FLAVOURS: dict[str, tuple[str, ...]] = {
+    "open_loyalty": ("ol_pair", "ol_oss", "ol_oss_signed"),
+    "voucherify": ("vf",),
+    "gameball": ("gb_v4", "gb_v3"),
+    "wix": ("wix",),
+}
+# Deliveries that carry neither a time nor an id: the bridge's receive time is their only order,
+# so the soak sends them as a provider sending in order would: a member's next delivery after its
+# previous one was answered (retries included), never held back, never re-sent after a 200.
+ORDERED = frozenset({"ol_oss", "gb_v3"})
+OL_STATIC_HEADER = {
+    k: v for k, v in test_secrets()["open_loyalty"].items() if k.startswith("header")
+}
+# Steps at which a member of a flavour does a given thing, so every run, however short, has each
+# shape at least once (the random draw adds more).
+FORCED: dict[int, tuple[str, str]] = {
+    4: ("ol_oss", "repeat"),
+    5: ("ol_oss_signed", "repeat"),
+    7: ("gb_v3", "earn"),
+    8: ("gb_v3", "repeat"),
+    10: ("ol_oss", "unlock"),
+    11: ("ol_oss", "cancel"),
+    12: ("ol_oss_signed", "unlock"),
+    13: ("ol_oss_signed", "expire"),
+    18: ("vf", "pending"),
+    19: ("vf", "cancel_pending"),
+    20: ("vf", "pending"),
+    21: ("vf", "activate"),
+    22: ("vf", "pending"),
+    24: ("wix", "tier"),
+    25: ("wix", "tier_clear"),
+    120: ("ol_oss", "repeat"),
+    130: ("gb_v3", "repeat"),
+}
+
 
 @dataclass
 class Member:
+    """One member's true account at the provider: the oracle."""
+
     provider: str
     customer: str
     tenant: str
+    flavour: str
     balance: int = 0
+    pending: int = 0
+    reported: bool = False  # the provider has stated a balance (so reported_balance is set)
     earned: int = 0
     redeemed: int = 0
     movements: int = 0
     revision: int = 0
     tier: dict[str, Any] | None = None  # the oracle's tier: the fields the provider sends
-    movement_ids: list[str] = field(default_factory=list)
+    movement_ids: list[str] = field(default_factory=list)  # ids the ledger must have booked
+    open_pending: tuple[str, int] | None = None  # Voucherify pending entry id, points
+    clock: int = 0  # the last X-Webhook-Timestamp given to this member (ol_oss_signed)
+    last: Item | None = field(default=None, repr=False)  # its last delivery (ordered flavours)
+    sent: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.provider}:{self.tenant}:{self.customer}"
+
+    @property
+    def ordered(self) -> bool:
+        return self.flavour in ORDERED
+
+    def want(self) -> dict[str, Any]:
+        """What the member API and the balances topic must say about this member."""
+        return {
+            "balance": Decimal(self.balance),
+            "computed_balance": Decimal(self.balance),
+            "reported_balance": Decimal(self.balance) if self.reported else None,
+            "pending_points": Decimal(self.pending),
+            "tier": self.tier,
+        }
 
 
 @dataclass
@@ -149,15 +246,159 @@ class Item:
     kind: str  # valid, duplicate, forged, oversized, poison
     delivery: Delivery
     member: str | None
+    shape: str = ""
     late: bool = False
+    ordered: bool = False  # sent only after `after` got its final answer, never held back
+    after: Item | None = field(default=None, repr=False)
     attempts: list[tuple[float, float, int]] = field(default_factory=list)  # start, s, status
     status: int | None = None  # final
     request_id: str | None = None
     gave_up: bool = False
+    answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def expected(self) -> int:
         return {"forged": 401, "oversized": 413}.get(self.kind, 200)
+
+
+def same_delivery_when_resent(d: Delivery) -> bool:
+    """Whether the connector must take these exact bytes and headers, re-sent, as the SAME delivery.
+
+    Voucherify and Wix name their events; a signed Open Loyalty delivery names itself with
+    X-Webhook-Request-Id (the raw record's key). Gameball and unsigned Open Loyalty deliveries carry
+    no id, so a second HTTP delivery of the same bytes is a new delivery (a member returning to an
+    earlier state sends exactly these bytes): their providers re-send only what was answered
+    non-2xx, which the senders do, and the bridge recognises such a retry itself.
+    """
+    if d.provider in ("voucherify", "wix"):
+        return True
+    return d.provider == "open_loyalty" and any(
+        k.lower() == "x-webhook-request-id" for k in d.headers
+    )
+
+
+def ol_oss_amount_changed(
+    customer: str, amount: int, change: int, change_type: str
+) -> dict[str, Any]:
+    """`account.available_points_amount_changed` as Open Loyalty OSS 3.x sends it.
+
+    OSS builds it from AvailablePointsAmountChangedSystemEvent: the balance after as a float, the
+    change as an int, no pointsTransferId and no time. Expiries, cancels and unlocks pass only the
+    new amount: `amount_change: 0, amount_change_type: "subtract"`, even when (unlock) the balance
+    rises.
+    """
+    return {
+        "type": "account.available_points_amount_changed",
+        "data": {
+            "customerId": customer,
+            "amount": float(amount),
+            "amount_change": change,
+            "amount_change_type": change_type,
+        },
+    }
+
+
+def gb_v3_profile(
+    customer: str, *, activated: int, pending: int, tier: str, tier_order: int
+) -> dict[str, Any]:
+    """Gameball v3 player profile webhook: flat, no event name, no time, no id."""
+    return {
+        "playerUniqueId": customer,
+        "email": f"{customer}@example.com",
+        "levelName": tier,
+        "levelOrder": tier_order,
+        "activatedPoints": activated,
+        "pendingPoints": pending,
+    }
+
+
+def _vf_card(customer: str, balance: int, pending: int) -> dict[str, Any]:
+    return {
+        "id": f"v_{customer}",
+        "code": f"LC-{customer}",
+        "loyalty_card": {"points": balance, "balance": balance, "pending_points": pending},
+        "type": "LOYALTY_CARD",
+        "campaign_id": "camp_loyalty",
+        "holder_id": customer,
+        "object": "voucher",
+    }
+
+
+def _vf_pending_entry(customer: str, pending_id: str, points: int, at: str) -> dict[str, Any]:
+    return {
+        "id": pending_id,
+        "voucher_id": f"v_{customer}",
+        "campaign_id": "camp_loyalty",
+        "customer_id": customer,
+        "points": points,
+        "details": {"earning_rule": {"id": "ern_soak", "source": {"banner": "Order-paid"}}},
+        "created_at": at,
+    }
+
+
+def vf_pending(
+    phase: str,
+    customer: str,
+    event_id: str,
+    pending_id: str,
+    points: int,
+    *,
+    balance: int,
+    pending_after: int,
+    at: str,
+    tx_id: str | None = None,
+) -> dict[str, Any]:
+    """Voucherify distribution `customer.voucher.loyalty_card.pending_points.<phase>`.
+
+    `added` and `canceled` move only pending points (`voucher_pending_points_balance`);
+    `activated` moves them into the balance (`balance` + its `transaction`). Shapes as in
+    tests/fixtures/voucherify/pending_points_*.json; `balance` is the available balance after.
+    """
+    data: dict[str, Any] = {
+        "customer": {"id": customer, "source_id": f"src-{customer}", "object": "customer"},
+        "voucher": _vf_card(customer, balance, pending_after),
+    }
+    if phase == "activated":
+        data["balance"] = {
+            "type": "loyalty_card",
+            "total": balance + pending_after,
+            "object": "balance",
+            "points": points,
+            "balance": balance,
+            "operation_type": "AUTOMATIC",
+            "related_object": {"id": f"v_{customer}", "type": "voucher"},
+        }
+        data["transaction"] = {
+            "id": tx_id,
+            "campaign_id": "camp_loyalty",
+            "type": "PENDING_POINTS_ACTIVATION",
+            "details": None,
+            "created_at": at,
+        }
+    else:
+        data["voucher_pending_points_balance"] = {
+            "type": "loyalty_card",
+            "total": pending_after,
+            "object": "balance",
+            "points": points if phase == "added" else -points,
+            "balance": pending_after,
+            "related_object": {"id": f"v_{customer}", "type": "voucher"},
+        }
+    data["pending_points"] = _vf_pending_entry(customer, pending_id, points, at)
+    return {
+        "id": f"whs_{event_id}",
+        "project_id": "proj_test",
+        "created_at": at,
+        "type": f"Pending points {phase}",
+        "data": data,
+        "source": {"id": "distr_test", "object": "distribution"},
+        "event": {
+            "id": event_id,
+            "type": f"customer.voucher.loyalty_card.pending_points.{phase}",
+            "created_at": at,
+            "entity_id": customer,
+        },
+    }
 
 
 class Workload:
@@ -169,8 +410,11 @@ class Workload:
         self.members: list[Member] = []
         for i in range(members):
             p = PROVIDER_KEYS[i % 4]
+            flavours = FLAVOURS[p]
             tenant = WIX_SITE if p == "wix" else "default"
-            self.members.append(Member(p, f"{p[:2]}-{run}-{i}", tenant))
+            self.members.append(
+                Member(p, f"{p[:2]}-{run}-{i}", tenant, flavours[(i // 4) % len(flavours)])
+            )
         # provider time: strictly increasing, one second per movement (unique per member)
         self.t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
         self.seq = 0
@@ -184,6 +428,7 @@ class Workload:
             0.006,
             0.004,
         )
+        self.secrets = test_secrets()
         self.poison_bodies: set[bytes] = set()
         self.forged_bodies: set[bytes] = set()
         self.big_bodies: set[bytes] = set()
@@ -200,14 +445,21 @@ class Workload:
         rng = self.rng
         self.steps += 1
         always = self.steps in (3, 60, 200)  # every run, however short, has each kind of trouble
-        m = rng.choice(self.members)
-        items = [Item("valid", d, m.key) for d in self._movement(m)]
-        rng.shuffle(items)  # e.g. amount_changed before points_transfer
+        m, op = self._forced(*FORCED[self.steps]) if self.steps in FORCED else (None, None)
+        if m is None:
+            m = rng.choice(self.members)
+        m.sent = True
+        items = [Item("valid", d, m.key, shape) for d, shape in self._movement(m, op)]
+        if m.ordered:  # in the provider's order, one after the other
+            for it in items:
+                it.ordered, it.after, m.last = True, m.last, it
+        else:
+            rng.shuffle(items)  # e.g. amount_changed before points_transfer
         out: list[Item] = []
         for it in items:
             out.append(it)
-            if rng.random() < self.p_dup:
-                out.append(Item("duplicate", it.delivery, m.key))
+            if same_delivery_when_resent(it.delivery) and rng.random() < self.p_dup:
+                out.append(Item("duplicate", it.delivery, m.key, it.shape))
         if always or rng.random() < self.p_forged:
             out.append(Item("forged", self._forged(m), m.key))
         if always or rng.random() < self.p_big:
@@ -219,96 +471,309 @@ class Workload:
             out.append(Item("poison", d, None))
         return out
 
-    def _movement(self, m: Member) -> list[Delivery]:
-        rng = self.rng
-        tier_change = rng.random() < 0.08 or (m.tier is None and m.provider in ("gameball",))
-        spend = m.balance >= 20 and rng.random() < 0.35
-        value = rng.randint(1, min(m.balance, 60)) if spend else rng.randint(1, 120)
-        if m.provider in ("open_loyalty", "voucherify") and tier_change and m.movements > 0:
-            return [self._tier(m)]
-        m.movements += 1
-        m.balance += -value if spend else value
-        if spend:
-            m.redeemed += value
-        else:
-            m.earned += value
-        at = self.at()
-        if m.provider == "open_loyalty":
-            tid = self.next_id(f"{m.customer}-T")
-            m.movement_ids.append(tid)
-            kind = "spending" if spend else "adding"
-            change = "subtract" if spend else "add"
-            return [
-                sign("open_loyalty", ol_points_transfer(m.customer, tid, value, at, kind=kind)),
-                sign(
-                    "open_loyalty",
-                    ol_points_changed(m.customer, tid, value, change, m.balance, at),
-                ),
-            ]
-        if m.provider == "voucherify":
-            vtx = self.next_id("vtx_")
-            m.movement_ids.append(vtx)
-            if spend:
-                return [
-                    sign(
-                        "voucherify",
-                        vf_transaction_created(
-                            m.customer,
-                            self.next_id("evt_"),
-                            vtx,
-                            "POINTS_REDEMPTION",
-                            -value,
-                            m.balance,
-                            at,
-                        ),
-                    )
-                ]
-            args = (vtx, "POINTS_ADDITION", value, m.balance, at)
-            return [
-                sign("voucherify", vf_points_added(m.customer, self.next_id("evt_"), *args)),
-                sign("voucherify", vf_transaction_created(m.customer, self.next_id("evt_"), *args)),
-            ]
+    def _forced(self, flavour: str, op: str) -> tuple[Member | None, str | None]:
+        ok: dict[str, Callable[[Member], bool]] = {
+            "activate": lambda m: m.open_pending is not None,
+            "cancel_pending": lambda m: m.open_pending is not None,
+            "pending": lambda m: m.open_pending is None,
+            "expire": lambda m: m.balance > 0,
+            "cancel": lambda m: m.balance > 0,
+            "tier_clear": lambda m: m.tier is not None,
+            "repeat": lambda m: m.movements > 0 or m.provider != "gameball",
+        }
+        check = ok.get(op, lambda m: True)
+        candidates = [m for m in self.members if m.flavour == flavour and check(m)]
+        if not candidates:
+            return None, None
+        return self.rng.choice(candidates), op
+
+    def _movement(self, m: Member, op: str | None = None) -> list[tuple[Delivery, str]]:
+        """The deliveries (with their shape) of one step of `m`; `op` forces what happens."""
+        if m.flavour == "ol_pair":
+            return self._ol_pair(m, op)
+        if m.flavour in ("ol_oss", "ol_oss_signed"):
+            return self._ol_oss(m, op)
+        if m.flavour == "vf":
+            return self._vf(m, op)
         if m.provider == "gameball":
-            if tier_change:
-                name, order = rng.choice(GB_TIERS)
-                m.tier = {"name": name, "order": order}
-            assert m.tier is not None
-            doc = gb_profile(
-                m.customer,
-                at,
-                activated=m.balance,
-                pending=0,
-                tier=m.tier["name"],
-                tier_order=m.tier["order"],
+            return self._gb(m, op)
+        return self._wix(m, op)
+
+    def _value(self, m: Member) -> tuple[bool, int]:
+        """(spend?, points) for a plain earn or spend."""
+        spend = m.balance >= 20 and self.rng.random() < 0.35
+        return spend, self.rng.randint(1, min(m.balance, 60)) if spend else self.rng.randint(1, 120)
+
+    def _book(self, m: Member, change: int, *, reported: bool = True) -> None:
+        """The provider's account after a plain movement of `change` points."""
+        m.movements += 1
+        m.balance += change
+        if change < 0:
+            m.redeemed -= change
+        else:
+            m.earned += change
+        m.reported = m.reported or reported
+
+    def _tier_step(self, m: Member, op: str | None) -> bool:
+        return op == "tier" or (op is None and m.movements > 0 and self.rng.random() < 0.08)
+
+    # -- Open Loyalty ----------------------------------------------------------------------
+
+    def _ol_sign(self, m: Member, doc: dict[str, Any]) -> Delivery:
+        body = json.dumps(doc).encode()
+        if m.flavour == "ol_oss":  # OSS: the static header, nothing else
+            signed, headers = OpenLoyalty().sign(body, OL_STATIC_HEADER)
+            return Delivery("open_loyalty", signed, headers)
+        if m.flavour == "ol_oss_signed":
+            # X-Webhook-Timestamp is whole seconds: one member's deliveries get distinct seconds
+            # (two within one second are ordered by arrival, which late delivery upsets)
+            m.clock = max(int(time.time()), m.clock + 1)
+            stamp = m.clock
+            signed, headers = OpenLoyalty(clock=lambda: stamp).sign(
+                body, self.secrets["open_loyalty"]
             )
-            return [sign("gameball", doc)]
-        # wix
-        if tier_change:
-            m.tier = {"id": rng.choice(WIX_TIERS)}
-        m.revision += 1
-        doc = wix_account(
-            WIX_POINTS,
-            WIX_SITE,
-            m.customer,
-            self.next_id(f"{m.customer}-e"),
-            at,
-            revision=m.revision,
-            balance=m.balance,
-            earned=m.earned,
-            redeemed=m.redeemed,
-            tier_id=m.tier["id"] if m.tier else None,
-        )
-        return [sign("wix", doc)]
+            return Delivery("open_loyalty", signed, headers)
+        return sign("open_loyalty", doc)
+
+    def _ol_pair(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        if self._tier_step(m, op):
+            return [(self._tier(m), "tier")]
+        spend, value = self._value(m)
+        self._book(m, -value if spend else value)
+        at = self.at()
+        tid = self.next_id(f"{m.customer}-T")
+        m.movement_ids.append(tid)
+        kind = "spending" if spend else "adding"
+        change = "subtract" if spend else "add"
+        return [
+            (
+                self._ol_sign(m, ol_points_transfer(m.customer, tid, value, at, kind=kind)),
+                "ol_transfer",
+            ),
+            (
+                self._ol_sign(m, ol_points_changed(m.customer, tid, value, change, m.balance, at)),
+                "ol_amount_changed",
+            ),
+        ]
+
+    def _ol_oss(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        rng = self.rng
+        if self._tier_step(m, op):
+            return [(self._tier(m), "tier")]
+        if op is None:
+            r = rng.random()
+            if r < 0.08:
+                op = "repeat"
+            elif r < 0.15 and m.balance > 0:
+                op = "expire"
+            elif r < 0.21 and m.balance > 0:
+                op = "cancel"
+            elif r < 0.28:
+                op = "unlock"
+        out: list[tuple[Delivery, str]] = []
+
+        def send(change: int, change_type: str, shape: str) -> None:
+            doc = ol_oss_amount_changed(m.customer, m.balance, change, change_type)
+            out.append((self._ol_sign(m, doc), shape))
+
+        if op == "repeat":  # earn v, spend v, earn v: the third body is the first one again
+            v = rng.randint(1, 120)
+            for change, change_type in ((v, "add"), (-v, "subtract"), (v, "add")):
+                self._book(m, change)
+                send(abs(change), change_type, "ol_oss_repeat")
+        elif op in ("expire", "cancel"):  # amount_change 0, subtract: only the new amount
+            x = rng.randint(1, min(m.balance, 60))
+            self._book(m, -x)
+            send(0, "subtract", f"ol_oss_{op}")
+        elif op == "unlock":  # the same shape, and the balance RISES
+            x = rng.randint(1, 80)
+            self._book(m, x)
+            send(0, "subtract", "ol_oss_unlock")
+        else:
+            spend, value = self._value(m)
+            self._book(m, -value if spend else value)
+            send(value, "subtract" if spend else "add", "ol_oss_spend" if spend else "ol_oss_earn")
+        return out
 
     def _tier(self, m: Member) -> Delivery:
         at = self.at()
         if m.provider == "open_loyalty":
             lid, name = self.rng.choice(OL_TIERS)
             m.tier = {"id": lid, "name": name}
-            return sign("open_loyalty", ol_level_changed(m.customer, lid, name, at))
+            doc = ol_level_changed(m.customer, lid, name, at)
+            if m.flavour != "ol_pair":
+                del doc["data"]["levelAchievementDate"]  # OSS sends no date
+            return self._ol_sign(m, doc)
         tid, name = self.rng.choice(VF_TIERS)
         m.tier = {"id": tid, "name": name}
         return sign("voucherify", vf_tier_joined(m.customer, self.next_id("evt_"), tid, name, at))
+
+    # -- Voucherify ------------------------------------------------------------------------
+
+    def _vf(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        rng = self.rng
+        if self._tier_step(m, op):
+            return [(self._tier(m), "tier")]
+        if op is None:
+            if m.open_pending is not None and rng.random() < 0.5:
+                op = "activate" if rng.random() < 0.7 else "cancel_pending"
+            elif m.open_pending is None and rng.random() < 0.15:
+                op = "pending"
+        at = self.at()
+        if op == "pending":
+            points = rng.randint(1, 120)
+            evt, pending_id = self.next_id("evcus_"), self.next_id("lopp_")
+            m.pending += points
+            m.open_pending = (pending_id, points)
+            m.movement_ids.append(evt)  # the pending phase is named by its event
+            doc = vf_pending(
+                "added",
+                m.customer,
+                evt,
+                pending_id,
+                points,
+                balance=m.balance,
+                pending_after=m.pending,
+                at=at,
+            )
+            return [(sign("voucherify", doc), "vf_pending_added")]
+        if op in ("activate", "cancel_pending") and m.open_pending is not None:
+            pending_id, points = m.open_pending
+            m.open_pending = None
+            m.pending -= points
+            evt = self.next_id("evcus_")
+            if op == "cancel_pending":
+                m.movement_ids.append(evt)
+                doc = vf_pending(
+                    "canceled",
+                    m.customer,
+                    evt,
+                    pending_id,
+                    points,
+                    balance=m.balance,
+                    pending_after=m.pending,
+                    at=at,
+                )
+                return [(sign("voucherify", doc), "vf_pending_canceled")]
+            vtx = self.next_id("vtx_")
+            self._book(m, points)
+            m.movement_ids.append(vtx)
+            doc = vf_pending(
+                "activated",
+                m.customer,
+                evt,
+                pending_id,
+                points,
+                balance=m.balance,
+                pending_after=m.pending,
+                at=at,
+                tx_id=vtx,
+            )
+            out = [(sign("voucherify", doc), "vf_pending_activated")]
+            if rng.random() < 0.5:  # the project webhook about the same transaction
+                twin = vf_transaction_created(
+                    m.customer,
+                    self.next_id("evt_"),
+                    vtx,
+                    "PENDING_POINTS_ACTIVATION",
+                    points,
+                    m.balance,
+                    at,
+                )
+                out.append((sign("voucherify", twin), "vf_pending_activated"))
+            return out
+        spend, value = self._value(m)
+        self._book(m, -value if spend else value)
+        vtx = self.next_id("vtx_")
+        m.movement_ids.append(vtx)
+        if spend:
+            doc = vf_transaction_created(
+                m.customer, self.next_id("evt_"), vtx, "POINTS_REDEMPTION", -value, m.balance, at
+            )
+            return [(sign("voucherify", doc), "vf_redemption")]
+        args = (vtx, "POINTS_ADDITION", value, m.balance, at)
+        return [
+            (
+                sign("voucherify", vf_points_added(m.customer, self.next_id("evt_"), *args)),
+                "vf_add",
+            ),
+            (
+                sign("voucherify", vf_transaction_created(m.customer, self.next_id("evt_"), *args)),
+                "vf_add",
+            ),
+        ]
+
+    # -- Gameball --------------------------------------------------------------------------
+
+    def _gb(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        rng = self.rng
+
+        def profile(shape: str) -> tuple[Delivery, str]:
+            assert m.tier is not None
+            if m.flavour == "gb_v3":
+                doc = gb_v3_profile(
+                    m.customer,
+                    activated=m.balance,
+                    pending=m.pending,
+                    tier=m.tier["name"],
+                    tier_order=m.tier["order"],
+                )
+            else:
+                doc = gb_profile(
+                    m.customer,
+                    self.at(),
+                    activated=m.balance,
+                    pending=m.pending,
+                    tier=m.tier["name"],
+                    tier_order=m.tier["order"],
+                )
+            return sign("gameball", doc), shape
+
+        if op is None and m.flavour == "gb_v3" and rng.random() < 0.12:
+            op = "repeat"
+        if op == "repeat" and m.flavour == "gb_v3" and m.movements > 0:
+            # 100 -> 150 -> 100: the second profile is byte-identical to the previous one
+            v = rng.randint(1, 120)
+            self._book(m, v)
+            first = profile("gb_v3_repeat")
+            self._book(m, -v)
+            return [first, profile("gb_v3_repeat")]
+        if m.tier is None or rng.random() < 0.08:
+            name, order = rng.choice(GB_TIERS)
+            m.tier = {"name": name, "order": order}
+        if rng.random() < 0.2:
+            m.pending = rng.choice([0, rng.randint(1, 80)])
+        spend, value = self._value(m)
+        self._book(m, -value if spend else value)
+        return [profile(f"{m.flavour}_profile")]
+
+    # -- Wix -------------------------------------------------------------------------------
+
+    def _wix(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        rng = self.rng
+        shape = "wix_account"
+        if op in ("tier", "tier_clear") or rng.random() < 0.08:
+            if m.tier is not None and (op == "tier_clear" or (op is None and rng.random() < 0.4)):
+                m.tier = None  # a newer revision without a tier: the member has none now
+                shape = "wix_tier_cleared"
+            else:
+                m.tier = {"id": rng.choice(WIX_TIERS)}
+        spend, value = self._value(m)
+        self._book(m, -value if spend else value)
+        m.revision += 1
+        doc = wix_account(
+            WIX_POINTS,
+            WIX_SITE,
+            m.customer,
+            self.next_id(f"{m.customer}-e"),
+            self.at(),
+            revision=m.revision,
+            balance=m.balance,
+            earned=m.earned,
+            redeemed=m.redeemed,
+            tier_id=m.tier["id"] if m.tier else None,
+        )
+        return [(sign("wix", doc), shape)]
 
     def _bogus(self, m: Member) -> tuple[str, bytes]:
         """A payload that would add a million points to `m` if anyone accepted it."""
@@ -380,7 +845,7 @@ class Workload:
         return d
 
     def oracle(self) -> dict[str, Member]:
-        return {m.key: m for m in self.members if m.movements or m.tier is not None}
+        return {m.key: m for m in self.members if m.sent}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,6 +860,7 @@ class Sender:
         self.horizon = 90.0 if quick else 600.0
         self.items: list[Item] = []
         self.start = time.monotonic()
+        self.start_epoch = time.time()
         self.stop_generating = threading.Event()
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -402,6 +868,7 @@ class Sender:
 
     def begin(self) -> None:
         self.start = time.monotonic()
+        self.start_epoch = time.time()
         self.thread.start()
 
     def now(self) -> float:
@@ -433,7 +900,7 @@ class Sender:
                             delay = 0.0
                             if it.kind == "duplicate":
                                 delay = self.workload.rng.uniform(0.0, 3.0)
-                            if self.workload.rng.random() < self.workload.p_late:
+                            if not it.ordered and self.workload.rng.random() < self.workload.p_late:
                                 delay += self.workload.rng.uniform(*self.workload.late_range)
                                 it.late = True
                             heapq.heappush(heap, (now + delay, next(order), it))
@@ -449,6 +916,16 @@ class Sender:
                 await asyncio.sleep(0.02)
 
     async def _deliver(self, http: aiohttp.ClientSession, sem: asyncio.Semaphore, it: Item) -> None:
+        if it.after is not None:  # the member's previous delivery must be answered first
+            await it.after.answered.wait()
+        try:
+            await self._attempts(http, sem, it)
+        finally:
+            it.answered.set()
+
+    async def _attempts(
+        self, http: aiohttp.ClientSession, sem: asyncio.Semaphore, it: Item
+    ) -> None:
         d = it.delivery
         first = self.now()
         for attempt in itertools.count():
@@ -909,12 +1386,34 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
 
 
-def _tier_matches(want: dict[str, Any] | None, got: Any) -> bool:
+def _tier_matches(want: dict[str, Any] | None, got: dict[str, Any] | None) -> bool:
     if want is None:
         return got is None
     if got is None:
         return False
-    return all(getattr(got, k) == v for k, v in want.items())
+    return all(got.get(k) == v for k, v in want.items())
+
+
+def _points(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def member_differences(m: Member, got: dict[str, Any]) -> list[str]:
+    """The fields of a member (balance, computed and reported balance, pending points, tier, as
+    `MemberBalance` names them) that differ from the oracle's account."""
+    want = m.want()
+    bad = [
+        k
+        for k in ("balance", "computed_balance", "reported_balance", "pending_points")
+        if _points(got.get(k)) != want[k]
+    ]
+    if not _tier_matches(want["tier"], got.get("tier")):
+        bad.append("tier")
+    return bad
+
+
+def _want_json(m: Member) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in m.want().items()}
 
 
 def _phase(kind: str, movement_id: str) -> str:
@@ -948,24 +1447,26 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     wrong: list[dict[str, Any]] = []
     for key, m in oracle.items():
         b = balances.get(key)
-        want = Decimal(m.balance)
-        if (
-            b is None
-            or b.balance != want
-            or b.computed_balance != want
-            or not _tier_matches(m.tier, b.tier)
-        ):
+        got = None
+        if b is not None:
+            got = {
+                "balance": b.balance,
+                "computed_balance": b.computed_balance,
+                "reported_balance": b.reported_balance,
+                "pending_points": b.pending_points,
+                "tier": None if b.tier is None else dataclasses.asdict(b.tier),
+            }
+        bad = ["missing"] if got is None else member_differences(m, got)
+        if bad:
             wrong.append(
                 {
                     "member": key,
-                    "want": {"balance": m.balance, "tier": m.tier},
+                    "flavour": m.flavour,
+                    "differs": bad,
+                    "want": _want_json(m),
                     "got": None
-                    if b is None
-                    else {
-                        "balance": str(b.balance),
-                        "computed": str(b.computed_balance),
-                        "tier": None if b.tier is None else dataclasses.asdict(b.tier),
-                    },
+                    if got is None
+                    else {k: str(v) if isinstance(v, Decimal) else v for k, v in got.items()},
                 }
             )
     query_wrong = query_members(soak, oracle)
@@ -995,7 +1496,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         for k, m in oracle.items()
         if sums.get(k, Decimal(0)) != m.balance
     }
-    booked = {k[1] for k in per_movement}
+    booked = {e.movement_id for e in by_id.values() if e.movement_id is not None}
     not_booked = [mid for m in oracle.values() for mid in m.movement_ids if mid not in booked]
 
     # dead letters
@@ -1039,6 +1540,19 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         "drain_timed_out": 1 if extra.get("drain_seconds") is None else 0,
     }
     by_kind = Counter(it.kind for it in items)
+    # the workload's shapes, and legitimate repeats: a valid delivery whose exact bytes the member
+    # already sent in an earlier delivery (it must count again)
+    shapes = Counter(it.shape for it in items if it.kind == "valid")
+    seen: set[tuple[str | None, bytes]] = set()
+    repeats: Counter[str] = Counter()
+    for it in sorted(
+        (it for it in items if it.kind == "valid"),
+        key=lambda it: it.attempts[0][0] if it.attempts else 0.0,
+    ):
+        if (it.member, it.delivery.body) in seen:
+            repeats[it.delivery.provider] += 1
+        seen.add((it.member, it.delivery.body))
+    flavours = Counter(m.flavour for m in oracle.values())
     board = {
         "ok": all(v == 0 for v in must_be_zero.values()),
         "must_be_zero": must_be_zero,
@@ -1069,6 +1583,12 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "gave_up": sum(1 for it in items if it.gave_up),
             "forged_refused_401": sum(1 for it in forged if it.status == 401),
             "oversized_refused_413": sum(1 for it in big if it.status == 413),
+        },
+        "workload": {
+            "members_by_flavour": dict(flavours),
+            "valid_by_shape": dict(shapes),
+            "byte_identical_repeats": dict(repeats),
+            "members_with_pending_at_end": sum(1 for m in oracle.values() if m.pending),
         },
         "members": {
             "checked": len(oracle),
@@ -1104,10 +1624,106 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             }
             for f in soak.faults
         },
+        "traces_of_wrong_members": traces(
+            [w["member"] for w in wrong] + [w["member"] for w in query_wrong] + list(sum_wrong),
+            oracle,
+            items,
+            raw,
+            ledger,
+            epoch0=soak.sender.start_epoch,
+        ),
         "unexpected_exits": soak.unexpected_exits,
         **extra,
     }
     return board
+
+
+def traces(
+    keys: list[str],
+    oracle: dict[str, Member],
+    items: list[Item],
+    raw: list[RawRecord],
+    ledger: list[Any],
+    epoch0: float,
+    limit: int = 8,
+) -> dict[str, Any]:
+    """For members the checks found wrong (each flavour first, at most `limit`): what was sent,
+    what the raw topic holds, what was booked.
+
+    Enough to tell a workload mistake from a connector bug without re-running: each delivery in
+    the order it was first attempted (its payload, attempts and the request id of its 200), each
+    raw record carrying one of the member's bodies (key and the bridge's identity headers), and
+    the member's ledger entries.
+    """
+    out: dict[str, Any] = {}
+    unique = list(dict.fromkeys(keys))
+    flavour = {k: oracle[k].flavour if k in oracle else None for k in unique}
+    firsts = [k for i, k in enumerate(unique) if flavour[k] not in {flavour[j] for j in unique[:i]}]
+    chosen = firsts + [k for k in unique if k not in firsts]  # every flavour shown first
+    for key in chosen[:limit]:
+        m = oracle.get(key)
+        mine = [it for it in items if it.member == key and it.kind in ("valid", "duplicate")]
+        mine.sort(key=lambda it: it.attempts[0][0] if it.attempts else 0.0)
+        bodies = {it.delivery.body for it in mine}
+
+        def payload(body: bytes) -> Any:
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                return f"<{len(body)} bytes, not JSON (a Wix JWT)>"
+            return doc.get("data", doc) if isinstance(doc, dict) else doc
+
+        out[key] = {
+            "flavour": None if m is None else m.flavour,
+            "want": None if m is None else _want_json(m),
+            "deliveries": [
+                {
+                    "kind": it.kind,
+                    "shape": it.shape,
+                    "late": it.late,
+                    "payload": payload(it.delivery.body),
+                    "x_webhook_request_id": it.delivery.headers.get("X-Webhook-Request-Id"),
+                    # [started, in epoch ms like the raw record's received-at; seconds; status]
+                    "attempts": [
+                        [int((epoch0 + s) * 1000), round(d, 3), st] for s, d, st in it.attempts
+                    ],
+                    "request_id": it.request_id,
+                }
+                for it in mine
+            ],
+            "raw_records": [
+                {
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "key": (r.key or b"").decode(),
+                    **{
+                        h: r.headers[h].decode()
+                        for h in ("request-id", "received-at", "first-received-at", "retry-of")
+                        if h in r.headers
+                    },
+                    "payload": payload(r.value or b""),
+                }
+                for r in raw
+                if r.value in bodies
+            ],
+            "ledger": [
+                {
+                    "entry_id": e.entry_id,
+                    "kind": e.kind.value,
+                    "origin": e.origin.value,
+                    "delta": str(e.points_delta),
+                    "before": str(e.balance_before),
+                    "after": str(e.balance_after),
+                    "reported_balance": None
+                    if e.reported_balance is None
+                    else str(e.reported_balance),
+                    "movement_id": e.movement_id,
+                }
+                for e in ledger
+                if e.member_key == key
+            ],
+        }
+    return out
 
 
 def first_200_after(items: list[Item], faults: list[Fault]) -> None:
@@ -1151,20 +1767,21 @@ def query_members(soak: Soak, oracle: dict[str, Member]) -> list[dict[str, Any]]
                     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                         body = repr(exc)
                     await asyncio.sleep(1)
-                ok = isinstance(body, dict) and "balance" in body
-                if ok:
-                    tier = body.get("tier")
-                    want_tier = m.tier
-                    ok = Decimal(str(body["balance"])) == m.balance and (
-                        (tier is None and want_tier is None)
-                        or (
-                            tier is not None
-                            and want_tier is not None
-                            and all(tier.get(k) == v for k, v in want_tier.items())
-                        )
+                bad = (
+                    member_differences(m, body)
+                    if isinstance(body, dict) and "balance" in body
+                    else ["no answer"]
+                )
+                if bad:
+                    wrong.append(
+                        {
+                            "member": m.key,
+                            "flavour": m.flavour,
+                            "differs": bad,
+                            "want": _want_json(m),
+                            "got": body,
+                        }
                     )
-                if not ok:
-                    wrong.append({"member": m.key, "want": m.balance, "got": body})
 
             await asyncio.gather(*(one(m) for m in oracle.values()))
         return wrong
@@ -1228,6 +1845,10 @@ def print_board(board: dict[str, Any]) -> None:
         f"gave up {w['gave_up']}"
     )
     print(f"HTTP attempts {w['http_attempts']}: {w['attempt_statuses']}")
+    wl = board["workload"]
+    print(f"members by flavour {wl['members_by_flavour']}")
+    print(f"valid deliveries by shape {wl['valid_by_shape']}")
+    print(f"byte-identical repeats (new deliveries) {wl['byte_identical_repeats']}")
     print(
         f"ledger: {board['ledger']['distinct_entries']} distinct entries, "
         f"{board['ledger']['re_emitted_same_entry_id']} re-emitted with the same entry_id"

@@ -80,9 +80,9 @@ class Metrics:
         )
         self.retries_recognised = Counter(
             "bridge_retries_recognised_total",
-            "Provider retries of deliveries this bridge answered non-2xx (written: the refused "
-            "copy reached Kafka after all, so the retry is marked retry-of)",
-            ["provider", "written"],
+            "Provider retries of deliveries this bridge answered non-2xx, marked retry-of the "
+            "first attempt so every copy of one delivery counts once",
+            ["provider"],
             registry=r,
         )
 
@@ -228,12 +228,9 @@ class WebhookHandler:
                 kafka_headers.append((name.lower(), value.encode("utf-8", "replace")))
         retry = self.retries.match(key, tenant, body)
         if retry is not None:
-            self.metrics.retries_recognised.labels(
-                key, "true" if retry.retry_of is not None else "false"
-            ).inc()
+            self.metrics.retries_recognised.labels(key).inc()
             kafka_headers.append(("first-received-at", str(retry.first_received_ms).encode()))
-            if retry.retry_of is not None:
-                kafka_headers.append(("retry-of", retry.retry_of.encode()))
+            kafka_headers.append(("retry-of", retry.retry_of.encode()))
 
         if len(self.pending) >= self.settings.max_in_flight:
             self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
@@ -253,7 +250,7 @@ class WebhookHandler:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
             # the write may still succeed: the provider's retry is then a copy (retry-of)
-            self.retries.refused(key, tenant, body, received_ms, delivery_id, task, retry=retry)
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             log.warning(
                 "no Kafka ack within %d ms; answering 503",
                 self.settings.ack_timeout_ms,

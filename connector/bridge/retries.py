@@ -5,26 +5,28 @@ state sends a byte-identical body, so the worker cannot tell a retry from a real
 bytes. The bridge can: a provider retries exactly the deliveries it answered non-2xx. When such
 a delivery comes back within the provider's retry window, its raw record gets
 
-* `retry-of: <delivery id>` if the refused attempt reached Kafka after all (the ack came after
-  the deadline): the key of the first copy's raw record, so the worker gives the retry the same
-  event ids as the first copy, and it counts once;
+* `retry-of: <key>`: the raw key of the FIRST refused attempt. The worker names the delivery
+  by it, so every copy of one delivery that reached Kafka (a refused attempt whose write landed
+  after the 503, however many times, and the attempt finally answered 200) is one event. It is
+  set whether or not that first write ever lands: the key is only a name, and a name shared by
+  all copies of one delivery is what counts it once;
 * `first-received-at: <ms>`: the receive time of the first attempt, so a late retry of an old
   profile is ordered where it belongs and cannot move a newer balance back.
 
-A remembered refusal is used once (one retry answers one refusal) and forgotten after the
-window. It lives in one bridge process: a retry that reaches another replica, or a bridge that
-restarted in between, is not recognised (docs/delivery-semantics.md says what that costs).
+Each refusal is remembered on its own (two refused deliveries of the same bytes are two) and
+used by one retry; a retry that is refused again passes its tag on to the next. A refusal is
+forgotten after the provider's window. It lives in one bridge process: a retry that reaches
+another replica, or a bridge that restarted in between, is not recognised
+(docs/delivery-semantics.md says what that costs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 # Seconds within which a provider re-sends a delivery it got a non-2xx for; providers absent
 # here send ids that make retries harmless (Voucherify `event.id`, Wix event `id`).
@@ -38,17 +40,18 @@ RETRY_WINDOWS_S: dict[str, float] = {
 MAX_ENTRIES = 10_000
 
 
-@dataclass
-class Refusal:
+@dataclass(frozen=True)
+class RetryTag:
+    """What a recognised retry's raw record says about the delivery's first attempt."""
+
     first_received_ms: int
-    written_as: str | None  # raw key of the refused copy Kafka acknowledged after all
-    expires: float
+    retry_of: str  # the raw key of the first refused attempt
 
 
 @dataclass(frozen=True)
-class RetryTag:
-    first_received_ms: int
-    retry_of: str | None
+class _Refusal:
+    tag: RetryTag
+    expires: float
 
 
 class RetryMemory:
@@ -61,10 +64,12 @@ class RetryMemory:
         self.windows = RETRY_WINDOWS_S if windows is None else windows
         self.max_entries = max_entries
         self.clock = clock
-        self._entries: OrderedDict[tuple[str, str, bytes], Refusal] = OrderedDict()
+        # body key -> refusals of that body, oldest first; keys in order of their last refusal
+        self._entries: OrderedDict[tuple[str, str, bytes], deque[_Refusal]] = OrderedDict()
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count
 
     def watches(self, provider: str) -> bool:
         return provider in self.windows
@@ -76,60 +81,57 @@ class RetryMemory:
         body: bytes,
         received_ms: int,
         delivery_id: str,
-        send: asyncio.Future[Any] | None = None,
         retry: RetryTag | None = None,
     ) -> None:
-        """Remember that this delivery (raw key `delivery_id`) was answered non-2xx; `send` is
-        its Kafka write, which may still succeed after the answer. `retry` is the tag `match`
-        gave this delivery if it is itself a recognised retry: its next retry is then still one
-        of the first attempt (that attempt's receive time, and its key if it was written)."""
+        """Remember that this delivery (raw key `delivery_id`) was answered non-2xx.
+
+        `retry` is the tag `match` gave it if it is itself a recognised retry: its own retry is
+        then still one of the first attempt (that attempt's time and key).
+        """
         window = self.windows.get(provider)
         if window is None:
             return
+        tag = retry if retry is not None else RetryTag(received_ms, delivery_id)
         key = _key(provider, tenant, body)
-        first = retry.first_received_ms if retry is not None else received_ms
-        expires = self.clock() + window
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            entry = Refusal(first, None, expires)
-        else:
-            # refused again before any retry came: the one entry keeps the first time, and stays
-            # the object an earlier attempt's pending write will mark when it is acknowledged
-            entry.first_received_ms = min(entry.first_received_ms, first)
-            entry.expires = expires
-        if retry is not None and retry.retry_of is not None and entry.written_as is None:
-            entry.written_as = retry.retry_of  # the worker knows this delivery by that key
-        self._entries[key] = entry
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        if send is not None:
-
-            def written(fut: asyncio.Future[Any]) -> None:
-                if not fut.cancelled() and fut.exception() is None and entry.written_as is None:
-                    entry.written_as = delivery_id
-
-            if send.done():
-                written(send)
-            else:
-                send.add_done_callback(written)
+        refusals = self._entries.pop(key, None) or deque()
+        refusals.append(_Refusal(tag, self.clock() + window))
+        self._entries[key] = refusals
+        self._count += 1
+        while self._count > self.max_entries:
+            oldest_key, oldest = next(iter(self._entries.items()))
+            oldest.popleft()
+            self._count -= 1
+            if not oldest:
+                del self._entries[oldest_key]
 
     def match(self, provider: str, tenant: str | None, body: bytes) -> RetryTag | None:
-        """The tag for a delivery that repeats a remembered refusal (consumed), else None."""
+        """The tag of the oldest remembered refusal of these bytes (used up), else None."""
         if not self._entries or provider not in self.windows:
             return None
-        self._expire()
-        entry = self._entries.pop(_key(provider, tenant, body), None)
-        if entry is None or entry.expires <= self.clock():
-            return None
-        return RetryTag(entry.first_received_ms, entry.written_as)
-
-    def _expire(self) -> None:
+        key = _key(provider, tenant, body)
+        refusals = self._entries.get(key)
         now = self.clock()
+        while refusals:
+            refusal = refusals.popleft()
+            self._count -= 1
+            if refusal.expires > now:
+                if not refusals:
+                    del self._entries[key]
+                return refusal.tag
+        if refusals is not None:
+            del self._entries[key]
+        self._expire(now)
+        return None
+
+    def _expire(self, now: float) -> None:
+        """Drop expired refusals from the front (a later one of a longer window may keep an
+        earlier expired one of a shorter window a while: `match` checks each one it uses)."""
         while self._entries:
             oldest_key, oldest = next(iter(self._entries.items()))
-            if oldest.expires > now:
-                # entries are kept in refusal order and windows per provider are fixed, so a
-                # later entry of another provider may expire sooner; it goes at its own turn
+            while oldest and oldest[0].expires <= now:
+                oldest.popleft()
+                self._count -= 1
+            if oldest:
                 break
             del self._entries[oldest_key]
 

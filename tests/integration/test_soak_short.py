@@ -2,10 +2,15 @@
 
 `benchmarks/soak.py --quick` runs its own Apache Kafka (it stops and kills it), a bridge and two
 workers (a third joins mid-run), sends ~8 signed webhooks/s for 40 members of all four providers
-with duplicates, two-webhook movements, late and out-of-order snapshots, forged, oversized and
-poison requests, injects a worker SIGKILL, a bridge restart, a rebalance and a broker SIGKILL,
-and checks every member against its own oracle. Every must-be-0 figure of the scoreboard must be
-0. A process that does not come up makes the soak exit 2: the test fails, it never skips.
+in the shapes providers really send (Open Loyalty OSS 3.x amount changes without id or time,
+zero-change expiries, cancels and unlocks, byte-identical repeats, Gameball v3 profiles,
+Voucherify pending points activated or canceled, Wix accounts whose tier is cleared) with
+redeliveries of deliveries that name themselves, two-webhook movements, late and out-of-order
+deliveries, forged, oversized and poison requests, injects a worker SIGKILL, a bridge restart, a
+rebalance and a broker SIGKILL, and checks every member's balance, computed and reported balance,
+pending points and tier against the provider's true account. Every must-be-0 figure of the
+scoreboard must be 0. A process that does not come up makes the soak exit 2: the test fails, it
+never skips.
 """
 
 from __future__ import annotations
@@ -52,6 +57,21 @@ def test_quick_soak_scoreboard_has_no_wrong_numbers(tmp_path: Path) -> None:
     assert webhooks["late"] > 0, webhooks
     assert board["members"]["checked"] >= 30, board["members"]
     assert board["dead_letters"]["records"] >= webhooks["by_kind"]["poison"], board["dead_letters"]
+    # ... in the shapes providers send, legitimate repeats included
+    shapes = board["workload"]["valid_by_shape"]
+    for shape in (
+        "ol_oss_repeat",
+        "ol_oss_unlock",
+        "gb_v3_repeat",
+        "vf_pending_added",
+        "vf_pending_activated",
+        "vf_pending_canceled",
+        "wix_tier_cleared",
+    ):
+        assert shapes.get(shape, 0) > 0, (shape, shapes)
+    assert shapes.get("ol_oss_expire", 0) + shapes.get("ol_oss_cancel", 0) > 0, shapes
+    repeats = board["workload"]["byte_identical_repeats"]
+    assert repeats.get("open_loyalty", 0) > 0 and repeats.get("gameball", 0) > 0, repeats
     assert {f["kind"] for f in board["faults"]} == {"broker", "worker", "rebalance", "bridge"}
     for name, recovery in board["recovery_s"].items():
         assert recovery["workers_ready"] is not None, (name, board["faults"])

@@ -1,9 +1,11 @@
 """Provider retries of refused deliveries: RetryMemory on its own, then through the bridge.
 
 Gameball and Open Loyalty deliveries carry no event id, so the bridge tags the retry of a
-delivery it answered non-2xx: `first-received-at` always, `retry-of` when the refused copy
-reached Kafka after all. The worker (connector.streams.normalize) then gives a late-written copy
-and its retry one event id and the first attempt's receive time.
+delivery it answered non-2xx with `first-received-at` (the first attempt's receive time) and
+`retry-of` (the first attempt's raw key), whether or not that first attempt's write ever
+reached Kafka. The worker (connector.streams.normalize) then gives every copy of one delivery
+(a refused attempt written after its 503, and the attempt finally answered 200) one event id and
+the first attempt's receive time.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from connector.avro import AvroCodec
-from connector.bridge.app import create_app
+from connector.bridge.app import METRICS_KEY, create_app
 from connector.bridge.retries import RetryMemory, RetryTag
 from connector.models import LoyaltyEvent
 from connector.providers import PROVIDERS
@@ -26,6 +30,7 @@ from connector.streams.normalize import RawRecord, normalize
 from tests.support import FIXTURES, fixture_cases, test_env, test_secrets
 
 GB_BODY = (FIXTURES / "gameball" / "v4_profile_updated.json").read_bytes()
+OL_BODY = (FIXTURES / "open_loyalty" / "available_points_amount_changed.json").read_bytes()
 WINDOWS = {"gameball": 90 * 60.0, "open_loyalty": 60 * 60.0}
 
 
@@ -53,7 +58,8 @@ def run(fn: Callable[[], Awaitable[None]]) -> None:
 def test_a_refusal_tags_its_retry_once_then_is_forgotten() -> None:
     mem, _ = memory()
     mem.refused("gameball", None, b"body", 111, "req-1")
-    assert mem.match("gameball", None, b"body") == RetryTag(111, None)
+    assert len(mem) == 1
+    assert mem.match("gameball", None, b"body") == RetryTag(111, "req-1")
     assert mem.match("gameball", None, b"body") is None
     assert len(mem) == 0
 
@@ -65,14 +71,14 @@ def test_another_tenant_provider_or_body_does_not_match() -> None:
     assert mem.match("gameball", None, b"body") is None
     assert mem.match("open_loyalty", "shop-eu", b"body") is None
     assert mem.match("gameball", "shop-eu", b"body ") is None
-    # none of those consumed it
-    assert mem.match("gameball", "shop-eu", b"body") == RetryTag(111, None)
+    # none of those used it up
+    assert mem.match("gameball", "shop-eu", b"body") == RetryTag(111, "req-1")
 
 
 def test_no_tenant_and_the_default_tenant_path_are_one_scope() -> None:
     mem, _ = memory()
     mem.refused("gameball", None, b"body", 111, "req-1")
-    assert mem.match("gameball", "", b"body") == RetryTag(111, None)
+    assert mem.match("gameball", "", b"body") == RetryTag(111, "req-1")
 
 
 def test_a_retry_after_the_providers_window_is_not_recognised() -> None:
@@ -82,7 +88,7 @@ def test_a_retry_after_the_providers_window_is_not_recognised() -> None:
     mem.refused("gameball", None, b"other", 222, "req-2")
     clock.now += 1  # the first is exactly at its window's end
     assert mem.match("gameball", None, b"body") is None
-    assert mem.match("gameball", None, b"other") == RetryTag(222, None)
+    assert mem.match("gameball", None, b"other") == RetryTag(222, "req-2")
 
 
 def test_an_expired_entry_behind_a_longer_window_entry_is_still_refused() -> None:
@@ -93,13 +99,15 @@ def test_an_expired_entry_behind_a_longer_window_entry_is_still_refused() -> Non
     # the oldest (Gameball) entry is alive, so expiry stops there; the Open Loyalty one behind
     # it has expired all the same
     assert mem.match("open_loyalty", None, b"ol") is None
-    assert mem.match("gameball", None, b"gb") == RetryTag(111, None)
+    assert mem.match("gameball", None, b"gb") == RetryTag(111, "req-gb")
 
 
 def test_expired_entries_are_dropped_when_a_later_match_runs() -> None:
     mem, clock = memory()
     mem.refused("gameball", None, b"a", 1, "req-a")
     mem.refused("gameball", None, b"b", 2, "req-b")
+    mem.refused("gameball", None, b"b", 3, "req-b2")
+    assert len(mem) == 3
     clock.now += WINDOWS["gameball"] + 1
     assert mem.match("gameball", None, b"c") is None
     assert len(mem) == 0
@@ -115,61 +123,6 @@ def test_a_provider_without_a_window_is_never_remembered() -> None:
     assert mem.watches("gameball") and mem.watches("open_loyalty")
 
 
-def test_a_send_that_succeeds_after_the_refusal_makes_the_retry_a_retry_of_it() -> None:
-    async def go() -> None:
-        mem, _ = memory()
-        send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        mem.refused("gameball", None, b"body", 111, "key-1", send)
-        send.set_result(None)
-        await asyncio.sleep(0)  # done callbacks run on the next loop turn
-        assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
-
-    run(go)
-
-
-def test_a_send_already_written_when_refused_makes_the_retry_a_retry_of_it() -> None:
-    async def go() -> None:
-        mem, _ = memory()
-        send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        send.set_result(None)
-        mem.refused("gameball", None, b"body", 111, "key-1", send)
-        assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
-
-    run(go)
-
-
-def test_a_send_not_yet_acknowledged_at_the_retry_is_not_claimed_as_written() -> None:
-    async def go() -> None:
-        mem, _ = memory()
-        send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        mem.refused("gameball", None, b"body", 111, "key-1", send)
-        assert mem.match("gameball", None, b"body") == RetryTag(111, None)
-        send.set_result(None)
-
-    run(go)
-
-
-def test_a_failed_or_cancelled_send_gives_no_retry_of() -> None:
-    async def go() -> None:
-        loop = asyncio.get_running_loop()
-        mem, _ = memory()
-        failed: asyncio.Future[None] = loop.create_future()
-        cancelled: asyncio.Future[None] = loop.create_future()
-        failed_early: asyncio.Future[None] = loop.create_future()
-        failed_early.set_exception(ConnectionError("broker gone"))
-        mem.refused("gameball", None, b"failed", 1, "key-1", failed)
-        mem.refused("gameball", None, b"cancelled", 2, "key-2", cancelled)
-        mem.refused("gameball", None, b"failed early", 3, "key-3", failed_early)
-        failed.set_exception(ConnectionError("broker gone"))
-        cancelled.cancel()
-        await asyncio.sleep(0)
-        assert mem.match("gameball", None, b"failed") == RetryTag(1, None)
-        assert mem.match("gameball", None, b"cancelled") == RetryTag(2, None)
-        assert mem.match("gameball", None, b"failed early") == RetryTag(3, None)
-
-    run(go)
-
-
 def test_the_oldest_refusals_are_evicted_beyond_max_entries() -> None:
     mem, _ = memory(max_entries=3)
     for i in range(5):
@@ -178,63 +131,72 @@ def test_the_oldest_refusals_are_evicted_beyond_max_entries() -> None:
     assert mem.match("gameball", None, b"body 0") is None
     assert mem.match("gameball", None, b"body 1") is None
     assert [mem.match("gameball", None, b"body %d" % i) for i in (2, 3, 4)] == [
-        RetryTag(2, None),
-        RetryTag(3, None),
-        RetryTag(4, None),
+        RetryTag(2, "req-2"),
+        RetryTag(3, "req-3"),
+        RetryTag(4, "req-4"),
     ]
 
 
-def test_refusing_the_same_body_again_keeps_the_first_time_and_renews_the_window() -> None:
-    mem, clock = memory(max_entries=2)
-    mem.refused("gameball", None, b"body", 111, "req-1")
-    mem.refused("gameball", None, b"other", 150, "req-x")
-    clock.now += 60
-    mem.refused("gameball", None, b"body", 222, "req-2")
+def test_max_entries_bounds_refusals_not_bodies() -> None:
+    mem, _ = memory(max_entries=2)
+    for i in range(3):  # one body refused three times: three refusals
+        mem.refused("gameball", None, b"body", i, f"req-{i}")
     assert len(mem) == 2
-    mem.refused("gameball", None, b"third", 333, "req-3")  # evicts the oldest: `other`
-    assert mem.match("gameball", None, b"other") is None
+    # the oldest refusal went; the two later ones are still there, oldest first
+    assert mem.match("gameball", None, b"body") == RetryTag(1, "req-1")
+    assert mem.match("gameball", None, b"body") == RetryTag(2, "req-2")
+    assert mem.match("gameball", None, b"body") is None
+    assert len(mem) == 0
+
+    # two refusals of one body and one of another are three: the oldest body loses its oldest
+    mem.refused("gameball", None, b"a", 10, "req-a1")
+    mem.refused("gameball", None, b"a", 11, "req-a2")
+    mem.refused("gameball", None, b"b", 12, "req-b")
+    assert len(mem) == 2
+    assert mem.match("gameball", None, b"a") == RetryTag(11, "req-a2")
+    assert mem.match("gameball", None, b"a") is None
+    assert mem.match("gameball", None, b"b") == RetryTag(12, "req-b")
+    assert len(mem) == 0
+
+
+def test_two_refusals_of_the_same_bytes_are_two_and_used_oldest_first() -> None:
+    """Two concurrent identical deliveries, both refused: each retry names its own first key."""
+    mem, _ = memory()
+    mem.refused("gameball", None, b"body", 111, "key-1")
+    mem.refused("gameball", None, b"body", 112, "key-2")
+    assert len(mem) == 2
+    assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
+    assert len(mem) == 1
+    assert mem.match("gameball", None, b"body") == RetryTag(112, "key-2")
+    assert len(mem) == 0
+    assert mem.match("gameball", None, b"body") is None  # a third identical delivery: a repeat
+
+
+def test_each_refusal_of_the_same_bytes_has_its_own_window() -> None:
+    mem, clock = memory()
+    mem.refused("gameball", None, b"body", 111, "key-1")
+    clock.now += 60
+    mem.refused("gameball", None, b"body", 222, "key-2")
     clock.now += WINDOWS["gameball"] - 30  # past the first refusal's window, not the second's
-    assert mem.match("gameball", None, b"body") == RetryTag(111, None)
+    assert mem.match("gameball", None, b"body") == RetryTag(222, "key-2")
+    assert mem.match("gameball", None, b"body") is None
+    assert len(mem) == 0
 
 
-def test_a_pending_write_of_an_earlier_refusal_of_the_same_body_still_counts() -> None:
-    async def go() -> None:
-        mem, _ = memory()
-        send: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        mem.refused("gameball", None, b"body", 111, "key-1", send)
-        mem.refused("gameball", None, b"body", 222, "key-2")  # failed outright
-        send.set_result(None)  # the first is written after all
-        await asyncio.sleep(0)
-        assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
-
-    run(go)
-
-
-def test_a_refused_retry_carries_the_first_attempts_time_and_identity_on() -> None:
-    async def go() -> None:
-        mem, _ = memory()
-        loop = asyncio.get_running_loop()
-        # attempt 1 is written late, as key-1
-        first: asyncio.Future[None] = loop.create_future()
-        first.set_result(None)
-        mem.refused("gameball", None, b"body", 111, "key-1", first)
-        tag = mem.match("gameball", None, b"body")
-        assert tag == RetryTag(111, "key-1")
-        # attempt 2 (tagged retry-of key-1) fails outright: attempt 3 is still key-1's copy
-        mem.refused("gameball", None, b"body", 222, "key-2", retry=tag)
-        assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
-
-        # attempt 1 failed; attempt 2 (first-received-at 333) is written late as key-5
-        mem.refused("gameball", None, b"other", 333, "key-4")
-        tag = mem.match("gameball", None, b"other")
-        assert tag == RetryTag(333, None)
-        second: asyncio.Future[None] = loop.create_future()
-        mem.refused("gameball", None, b"other", 444, "key-5", second, retry=tag)
-        second.set_result(None)
-        await asyncio.sleep(0)
-        assert mem.match("gameball", None, b"other") == RetryTag(333, "key-5")
-
-    run(go)
+def test_a_refused_retry_carries_the_first_attempts_time_and_key_on() -> None:
+    mem, _ = memory()
+    mem.refused("gameball", None, b"body", 111, "key-1")
+    tag = mem.match("gameball", None, b"body")
+    assert tag == RetryTag(111, "key-1")
+    # attempt 2 (tagged as a retry of key-1) is refused too: attempt 3 is still key-1's
+    mem.refused("gameball", None, b"body", 222, "key-2", retry=tag)
+    tag = mem.match("gameball", None, b"body")
+    assert tag == RetryTag(111, "key-1")
+    # and so on, however many times
+    mem.refused("gameball", None, b"body", 333, "key-3", retry=tag)
+    assert len(mem) == 1
+    assert mem.match("gameball", None, b"body") == RetryTag(111, "key-1")
+    assert len(mem) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,23 +256,37 @@ def settings(**extra: str) -> Settings:
     )
 
 
-@contextlib.asynccontextmanager
-async def bridge(
-    producer: ScriptedProducer, s: Settings | None = None
-) -> AsyncIterator[Callable[..., Awaitable[int]]]:
-    app = create_app(s or settings(), producer)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
+class Post:
+    """Posts a signed delivery to the bridge under test; `app` is that bridge."""
 
-    async def post(provider: str, body: bytes) -> int:
+    def __init__(self, app: web.Application, client: TestClient[Any, Any]) -> None:
+        self.app = app
+        self.client = client
+
+    async def __call__(
+        self, provider: str, body: bytes, secrets: dict[str, str] | None = None
+    ) -> int:
         await asyncio.sleep(0.003)  # a later millisecond than the previous attempt
-        signed_body, headers = PROVIDERS[provider].sign(body, test_secrets()[provider])
-        resp = await client.post(f"/webhooks/{provider}", data=signed_body, headers=headers)
+        signed_body, headers = PROVIDERS[provider].sign(body, secrets or test_secrets()[provider])
+        resp = await self.client.post(f"/webhooks/{provider}", data=signed_body, headers=headers)
         await resp.read()
         return resp.status
 
+    def recognised(self, provider: str) -> float | None:
+        registry = self.app[METRICS_KEY].registry  # type: ignore[attr-defined]
+        value: float | None = registry.get_sample_value(
+            "bridge_retries_recognised_total", {"provider": provider}
+        )
+        return value
+
+
+@contextlib.asynccontextmanager
+async def bridge(producer: ScriptedProducer, s: Settings | None = None) -> AsyncIterator[Post]:
+    app = create_app(s or settings(), producer)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
     try:
-        yield post
+        yield Post(app, client)
     finally:
         for gate in producer.gates:
             gate.set()
@@ -325,11 +301,16 @@ def tags(record: Record) -> dict[str, bytes]:
     return {k: v for k, v in record[2] if k in ("first-received-at", "retry-of")}
 
 
+def tagged_as_retry_of(first: Record) -> dict[str, bytes]:
+    """The tags of a recognised retry whose first attempt was `first`."""
+    return {"first-received-at": h(first)["received-at"], "retry-of": first[0]}
+
+
 CODEC = AvroCodec()
 
 
 def events(record: Record) -> list[LoyaltyEvent]:
-    """What the worker makes of a raw record the bridge wrote."""
+    """What the worker makes of a raw record the bridge wrote (or would have written)."""
     key, value, headers = record
     out = normalize(RawRecord(key, value, headers, "unit.webhooks.raw", 0, 0), CODEC)
     assert out.dead_letter is None, out.dead_letter
@@ -353,14 +334,15 @@ def test_the_retry_of_a_copy_written_after_its_503_is_the_same_event() -> None:
         async with bridge(producer) as post:
             assert await post("gameball", GB_BODY) == 503
             await producer.write_late_sends()
+            assert post.recognised("gameball") is None
             assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") == 1
 
     run(go)
     first, retry = producer.records
     assert first[1] == retry[1] == GB_BODY
     assert tags(first) == {}
-    assert h(retry)["retry-of"] == first[0]
-    assert h(retry)["first-received-at"] == h(first)["received-at"]
+    assert tags(retry) == tagged_as_retry_of(first)
     assert h(retry)["received-at"] != h(first)["received-at"]
     assert retry[0] != first[0]  # the retry is its own raw record
     first_event, retry_event = event(first), event(retry)
@@ -368,19 +350,22 @@ def test_the_retry_of_a_copy_written_after_its_503_is_the_same_event() -> None:
     assert retry_event.received_at == first_event.received_at == ms(first)
 
 
-def test_the_retry_of_a_failed_write_keeps_the_first_receive_time_but_no_retry_of() -> None:
+def test_the_retry_of_a_failed_write_is_named_after_the_first_attempt_too() -> None:
     producer = ScriptedProducer("raise")
 
     async def go() -> None:
         async with bridge(producer) as post:
             assert await post("gameball", GB_BODY) == 503
             assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") == 1
 
     run(go)
     refused, _ = producer.attempts
     [retry] = producer.records
-    assert tags(retry) == {"first-received-at": h(refused)["received-at"]}
+    assert tags(retry) == tagged_as_retry_of(refused)
     assert h(retry)["received-at"] != h(refused)["received-at"]
+    # the one copy written is the event a copy of the first attempt would have been
+    assert event(retry).event_id == event(refused).event_id
     assert event(retry).received_at == ms(refused)
 
 
@@ -391,6 +376,7 @@ def test_a_body_answered_200_and_sent_again_is_a_real_repeat() -> None:
         async with bridge(producer) as post:
             assert await post("gameball", GB_BODY) == 200
             assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") is None
 
     run(go)
     first, again = producer.records
@@ -407,6 +393,7 @@ def test_a_refused_delivery_of_an_unwatched_provider_is_not_tagged_on_retry() ->
             assert await post("voucherify", body) == 503
             await producer.write_late_sends()
             assert await post("voucherify", body) == 200
+            assert post.recognised("voucherify") is None
 
     run(go)
     first, retry = producer.records
@@ -426,12 +413,12 @@ def test_a_retry_refused_again_and_written_late_is_still_the_first_copy() -> Non
             assert await post("gameball", GB_BODY) == 503
             await producer.write_late_sends()
             assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") == 2
 
     run(go)
     first, second, third = producer.records
     for retry in (second, third):
-        assert h(retry)["retry-of"] == first[0]
-        assert h(retry)["first-received-at"] == h(first)["received-at"]
+        assert tags(retry) == tagged_as_retry_of(first)
     assert len({event(r).event_id for r in producer.records}) == 1
     assert event(third).received_at == ms(first)
 
@@ -448,11 +435,11 @@ def test_a_retry_whose_own_write_failed_still_names_the_late_first_copy() -> Non
 
     run(go)
     first, third = producer.records
-    assert h(third)["retry-of"] == first[0]
+    assert tags(third) == tagged_as_retry_of(first)
     assert event(third).event_id == event(first).event_id
 
 
-def test_retries_failing_twice_keep_the_first_attempts_receive_time() -> None:
+def test_retries_failing_twice_keep_the_first_attempts_time_and_key() -> None:
     producer = ScriptedProducer("raise", "raise")
 
     async def go() -> None:
@@ -462,13 +449,15 @@ def test_retries_failing_twice_keep_the_first_attempts_receive_time() -> None:
             assert await post("gameball", GB_BODY) == 200
 
     run(go)
-    first_attempt = producer.attempts[0]
+    first_attempt, second_attempt, _ = producer.attempts
+    assert tags(second_attempt) == tagged_as_retry_of(first_attempt)
     [written] = producer.records
-    assert tags(written) == {"first-received-at": h(first_attempt)["received-at"]}
+    assert tags(written) == tagged_as_retry_of(first_attempt)
+    assert event(written).event_id == event(first_attempt).event_id
     assert event(written).received_at == ms(first_attempt)
 
 
-def test_a_retry_refused_for_pending_sends_keeps_the_first_attempts_receive_time() -> None:
+def test_a_retry_refused_for_pending_sends_keeps_the_first_attempts_time_and_key() -> None:
     producer = ScriptedProducer("raise", "late")
     other = (FIXTURES / "gameball" / "v3_profile_total_points.json").read_bytes()
 
@@ -485,23 +474,96 @@ def test_a_retry_refused_for_pending_sends_keeps_the_first_attempts_receive_time
     assert [r[1] for r in producer.attempts] == [GB_BODY, other, GB_BODY]
     written = producer.records[-1]
     assert written[1] == GB_BODY
-    assert tags(written) == {"first-received-at": h(first_attempt)["received-at"]}
+    assert tags(written) == tagged_as_retry_of(first_attempt)
+    assert event(written).event_id == event(first_attempt).event_id
     assert event(written).received_at == ms(first_attempt)
 
 
 def test_an_open_loyalty_retry_of_a_late_copy_is_tagged_too() -> None:
     producer = ScriptedProducer("late")
-    body = (FIXTURES / "open_loyalty" / "available_points_amount_changed.json").read_bytes()
 
     async def go() -> None:
         async with bridge(producer) as post:
-            assert await post("open_loyalty", body) == 503
+            assert await post("open_loyalty", OL_BODY) == 503
             await producer.write_late_sends()
-            assert await post("open_loyalty", body) == 200
+            assert await post("open_loyalty", OL_BODY) == 200
+            assert post.recognised("open_loyalty") == 1
 
     run(go)
     first, retry = producer.records
     assert retry[0] != first[0]  # Open Loyalty signs each attempt with a new request id
-    assert h(retry)["retry-of"] == first[0]
-    assert h(retry)["first-received-at"] == h(first)["received-at"]
+    assert tags(retry) == tagged_as_retry_of(first)
     assert [e.event_id for e in events(retry)] == [e.event_id for e in events(first)]
+
+
+# Open Loyalty OSS: the static header only, no HMAC, so no X-Webhook-Request-Id (the raw key is
+# the bridge's own request id, new on every attempt)
+OL_STATIC_HEADER = {
+    k: v for k, v in test_secrets()["open_loyalty"].items() if k in ("header_name", "header_value")
+}
+
+
+@pytest.mark.parametrize("late_writes_land", ["before the 200", "after the 200"])
+def test_an_open_loyalty_delivery_written_three_times_is_one_event(late_writes_land: str) -> None:
+    """The soak's case: attempts 1 and 2 time out (503) but both writes land, attempt 3 is
+    answered 200. Three raw records, one event, received when attempt 1 was."""
+    producer = ScriptedProducer("late", "late")
+
+    async def go() -> None:
+        async with bridge(producer) as post:
+            assert await post("open_loyalty", OL_BODY, OL_STATIC_HEADER) == 503
+            assert await post("open_loyalty", OL_BODY, OL_STATIC_HEADER) == 503
+            if late_writes_land == "before the 200":
+                await producer.write_late_sends()
+            assert await post("open_loyalty", OL_BODY, OL_STATIC_HEADER) == 200
+            assert post.recognised("open_loyalty") == 2
+            await producer.write_late_sends()
+
+    run(go)
+    assert len(producer.records) == 3
+    if late_writes_land == "after the 200":
+        assert producer.records[0] == producer.attempts[2]
+    first, second, third = producer.attempts
+    assert sorted(producer.records) == sorted(producer.attempts)
+    for record in producer.attempts:
+        assert "x-webhook-request-id" not in h(record)
+        assert record[0] == h(record)["request-id"]  # named by the bridge
+    assert len({r[0] for r in producer.attempts}) == 3
+    assert tags(first) == {}
+    assert tags(second) == tags(third) == tagged_as_retry_of(first)
+    assert len({e.event_id for r in producer.records for e in events(r)}) == 1
+    assert {e.received_at for r in producer.records for e in events(r)} == {ms(first)}
+
+
+def test_two_refused_copies_of_the_same_bytes_are_two_deliveries() -> None:
+    """Two identical deliveries in flight together, both refused: their two retries name one
+    first attempt each, and a third identical delivery is a real repeat."""
+    producer = ScriptedProducer("late", "late")
+    # an ack timeout long enough that the second is received before the first is refused (else
+    # the second would be the first's retry)
+    s = settings(CONNECTOR_ACK_TIMEOUT_MS="300")
+
+    async def go() -> None:
+        async with bridge(producer, s) as post:
+            statuses = await asyncio.gather(post("gameball", GB_BODY), post("gameball", GB_BODY))
+            assert statuses == [503, 503]
+            await producer.write_late_sends()
+            for _ in range(2):
+                assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") == 2
+            assert await post("gameball", GB_BODY) == 200
+            assert post.recognised("gameball") == 2
+
+    run(go)
+    assert len(producer.records) == 5
+    first_a, first_b, retry_1, retry_2, repeat = producer.attempts
+    assert tags(first_a) == tags(first_b) == {}
+    # sent in this order, so refused in this order too (the same ack timeout)
+    assert tags(retry_1) == tagged_as_retry_of(first_a)
+    assert tags(retry_2) == tagged_as_retry_of(first_b)
+    assert tags(repeat) == {}
+    ids = [event(r).event_id for r in producer.attempts]
+    assert ids[0] != ids[1]
+    assert ids[2:4] == ids[0:2]
+    assert ids[4] not in ids[:4]
+    assert event(retry_2).received_at == ms(first_b)
