@@ -59,6 +59,11 @@ STATE_VERSION = 2
 # How many balance-carrying or balance-moving events the balance chain keeps per member: how far
 # back an event may arrive out of order and still correct the balance statement after it.
 CHAIN_LENGTH = 16
+# Providers whose delta streams hold gaps, so their explicit movements are kept in the chain to
+# size the gaps against: Open Loyalty OSS sends expiries, cancels and unlocks as
+# `amount_change: 0` (docs/delivery-semantics.md). Other providers never send a gap; should one
+# arrive, it starts a chain sized against the balance booked before it.
+CHAIN_PROVIDERS = frozenset({Provider.OPEN_LOYALTY})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -365,12 +370,20 @@ class MemberState:
             "recent_event_ids": list(self.recent_event_ids),
             "recent_movement_ids": list(self.recent_movement_ids),
             "recent_event_ms": list(self.recent_event_ms),
-            "horizon_ms": self.horizon_ms,
-            "open_pending": [[m, str(v)] for m, v in self.open_pending],
-            "chain": list(self.chain),
-            "chain_base": str(self.chain_base),
-            "chain_floor": _mark_out(self.chain_floor),
-        }
+        } | self._optional_json()
+
+    def _optional_json(self) -> dict[str, Any]:
+        """The fields most members never use, written only when set (smaller table records)."""
+        out: dict[str, Any] = {}
+        if self.horizon_ms is not None:
+            out["horizon_ms"] = self.horizon_ms
+        if self.open_pending:
+            out["open_pending"] = [[m, str(v)] for m, v in self.open_pending]
+        if self.chain or self.chain_floor is not None or self.chain_base:
+            out["chain"] = list(self.chain)
+            out["chain_base"] = str(self.chain_base)
+            out["chain_floor"] = _mark_out(self.chain_floor)
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MemberState:
@@ -885,11 +898,19 @@ def apply_chain(
     is the same whatever the arrival order. An event older than everything the chain still holds
     is booked as reported (a gap from there is booked as nothing); the drift then shows it.
     """
+    if delta is not None and not state.chain and event.provider not in CHAIN_PROVIDERS:
+        return state, []  # nothing will be sized against this provider's movements
     key = order_key(event)
     kind = EventType.POINTS_ADJUSTED if delta is None else event.type
     rank = key.rank()
     if state.chain_floor is not None and rank <= state.chain_floor.rank():
         return state, []
+    base = state.chain_base
+    if not state.chain and state.chain_floor is None:
+        # the first link: what was booked before it (a record from before the chain existed,
+        # or a provider outside CHAIN_PROVIDERS) is its balance before; `delta` is booked already
+        base = state.computed_balance - (delta if delta is not None else ZERO)
+        state = replace(state, chain_base=base)
     chain = [parse_link(text) for text in state.chain]
     i = len(chain)
     while i > 0 and chain[i - 1].key.rank() > rank:  # usually in order: found at the end
@@ -1034,7 +1055,10 @@ def stamp(
     state: MemberState, event: LoyaltyEvent, now: datetime, offset: int | None, memory: int
 ) -> MemberState:
     """Freshness and dedupe bookkeeping every applied event gets, whatever it changed."""
-    ids, times, horizon = remember_event(state, event.event_id, to_ms(event.occurred_at), memory)
+    # a synthetic id never judges the horizon (`beyond_horizon`): its time is not worth keeping
+    synthetic = event.attributes.get(SYNTHETIC_ID) == "true"
+    when = -1 if synthetic else to_ms(event.occurred_at)
+    ids, times, horizon = remember_event(state, event.event_id, when, memory)
     return replace(
         state,
         events_applied=state.events_applied + 1,
