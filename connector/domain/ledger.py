@@ -756,9 +756,7 @@ def apply_reported_delta(
                 state = replace(
                     state, open_pending=_bounded(state.open_pending + (opened,), memory)
                 )
-        after = book(state, movement)
-        entry_id = f"{event.event_id}:{kind.value}"
-        return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+        return _book_reported(state, event, movement, now)
 
     if kind is EventType.POINTS_CANCELED:
         if movement_id is not None:
@@ -767,9 +765,7 @@ def apply_reported_delta(
                 return state, []
             state = replace(state, recent_movement_ids=remember(ids, key, memory))
             state = _take_open(state, movement_id, -movement.pending_delta)[0]
-        after = book(state, movement)
-        entry_id = f"{event.event_id}:{kind.value}"
-        return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
+        return _book_reported(state, event, movement, now)
 
     # a balance movement (earned, redeemed, expired, adjusted, activated)
     balance_phase = Movement(kind, movement.balance_delta)
@@ -849,8 +845,15 @@ def _cancel_whole(
     if not taken:
         return state, []
     movement = Movement(EventType.POINTS_CANCELED, ZERO, -taken)
+    return _book_reported(state, event, movement, now)
+
+
+def _book_reported(
+    state: MemberState, event: LoyaltyEvent, movement: Movement, now: datetime
+) -> tuple[MemberState, list[LedgerEntry]]:
+    """`state` after booking `movement` of `event`, and its REPORTED entry `<event id>:<kind>`."""
     after = book(state, movement)
-    entry_id = f"{event.event_id}:{EventType.POINTS_CANCELED.value}"
+    entry_id = f"{event.event_id}:{movement.kind.value}"
     return after, [_entry(state, after, event, movement, EntryOrigin.REPORTED, entry_id, now)]
 
 
