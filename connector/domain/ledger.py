@@ -20,11 +20,12 @@ Guarantees, per member, for events whose ids are still in the bounded dedupe mem
 * every value stays inside Avro decimal(18, 2): an event that would leave it raises
   `LedgerOverflow` (the worker dead-letters that event) and leaves the state as it was.
 
-Snapshot streams (Gameball profiles, Wix accounts) derive their movements from the previous
-applied snapshot. With snapshots that carry no counters (Gameball), a skipped stale snapshot
-loses the classification of what happened between the two snapshots around it: balances stay
-exact, but lifetime earned/redeemed may then differ by arrival order (their difference still
-equals the computed balance).
+Snapshot streams derive their movements. Wix accounts carry cumulative counters, so the
+movement since the previous applied snapshot is classified by them and a stale snapshot can be
+skipped (the counters telescope). Gameball profiles say only the balance: they are gaps in the
+balance chain, so a profile read late (one member's raw records sit on several partitions) is
+sized in provider order and the profile after it corrected; balances and lifetime earned and
+redeemed end the same in every arrival order within `CHAIN_LENGTH`.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ STATE_VERSION = 2
 CHAIN_LENGTH = 16
 # Providers whose delta streams hold gaps, so their explicit movements are kept in the chain to
 # size the gaps against: Open Loyalty OSS sends expiries, cancels and unlocks as
-# `amount_change: 0` (docs/delivery-semantics.md). Other providers never send a gap; should one
-# arrive, it starts a chain sized against the balance booked before it.
+# `amount_change: 0` (docs/delivery-semantics.md). A Gameball profile (a balance snapshot
+# without counters) is a gap too: its first one starts a chain sized against the balance booked
+# before it, and the member's later movements join it.
 CHAIN_PROVIDERS = frozenset({Provider.OPEN_LOYALTY})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,6 +91,27 @@ GAP_KINDS = frozenset(
         EventType.POINTS_ADJUSTED,
     }
 )
+
+
+def gap_movements(kind: EventType, booked: Decimal, want: Decimal) -> list[Movement]:
+    """The movements that take a gap link from `booked` to `want`.
+
+    A gap of a movement kind (Open Loyalty's `amount_change: 0`) keeps its kind. A balance
+    snapshot without counters (Gameball profiles) says only the balance: a rise is earned and a
+    fall redeemed, so a correction that flips the sign takes back the old kind's amount and books
+    the new one, and the lifetime counters end as if the gap had been sized right the first time.
+    """
+    if want == booked:
+        return []
+    if kind is not EventType.BALANCE_SNAPSHOT:
+        return [Movement(kind, want - booked)]
+
+    def side(x: Decimal) -> EventType:
+        return EventType.POINTS_EARNED if x > 0 else EventType.POINTS_REDEEMED
+
+    if booked == 0 or want == 0 or (booked > 0) == (want > 0):
+        return [Movement(side(want if want != 0 else booked), want - booked)]
+    return [Movement(side(booked), -booked), Movement(side(want), want)]
 
 
 class LedgerOverflow(ValueError):
@@ -591,11 +614,7 @@ def derive_movements(
     a fall is redeemed.
     """
     change = after - before
-    # Gameball reports only `total` (activated + pending): nothing to classify by.
-    classifiable = current is not None and any(
-        getattr(current, n) is not None for n in ("earned", "redeemed", "adjusted", "expired")
-    )
-    if current is None or previous is None or not classifiable:
+    if current is None or previous is None or not classifiable(current):
         kept = None if current is None else _merge_counters(current, None)
         if change > 0:
             return [(Movement(EventType.POINTS_EARNED, change), False)], kept
@@ -622,6 +641,14 @@ def derive_movements(
     if residual != 0:
         moves.append((Movement(EventType.POINTS_ADJUSTED, residual), True))
     return moves, merged
+
+
+def classifiable(counters: PointCounters | None) -> bool:
+    """Whether a snapshot's counters say what kind a balance change was (Wix's do; Gameball
+    reports only `total`, activated + pending: nothing to classify by)."""
+    return counters is not None and any(
+        getattr(counters, n) is not None for n in ("earned", "redeemed", "adjusted", "expired")
+    )
 
 
 def _c(v: Decimal | None) -> Decimal:
@@ -930,21 +957,14 @@ def apply_chain(
     link = Link(key, delta, event.balance, booked, kind)
     chain.insert(i, link)
     texts.insert(i, link_text(link))
-    if delta is None and booked != 0:
-        movement = Movement(kind, booked)
-        after = book(state, movement)
-        entries.append(
-            _entry(
-                state,
-                after,
-                event,
-                movement,
-                EntryOrigin.DERIVED,
-                f"{event.event_id}:{kind.value}",
-                now,
+    if delta is None:
+        for movement in gap_movements(kind, ZERO, booked):
+            after = book(state, movement)
+            entry_id = f"{event.event_id}:{movement.kind.value}"
+            entries.append(
+                _entry(state, after, event, movement, EntryOrigin.DERIVED, entry_id, now)
             )
-        )
-        state = after
+            state = after
     # the first later link that reports a balance: if it is a gap, it was sized without us
     for j in range(i + 1, len(chain)):
         later = chain[j]
@@ -952,13 +972,15 @@ def apply_chain(
             continue
         if later.delta is None:
             want = later.balance - _balance_before(chain, j, state.chain_base)
-            diff = want - later.booked
-            if diff != 0:
+            moves = gap_movements(later.kind, later.booked, want)
+            if moves:
                 chain[j] = later._replace(booked=want)
                 texts[j] = link_text(chain[j])
-                movement = Movement(later.kind, diff)
+            for movement in moves:
                 after = book(state, movement)
                 entry_id = f"{later.key.event_id}:correction:{event.event_id}"
+                if len(moves) > 1:
+                    entry_id = f"{entry_id}:{movement.kind.value}"
                 entries.append(
                     _entry(state, after, event, movement, EntryOrigin.DERIVED, entry_id, now)
                 )
@@ -994,15 +1016,26 @@ def apply_reported_balance(
     only an event newer than `balance_mark` (see `is_newer`) replaces the reported balance. For a
     balance-only snapshot the movement since the previous applied snapshot (zero before the first)
     is derived and booked as DERIVED entries, and its pending points replace ours. A stale
-    snapshot derives nothing: the newer one already accounted for everything up to its time.
+    snapshot with counters derives nothing: the newer one's counters already account for
+    everything up to its time. One without counters (Gameball) is a gap in the balance chain
+    (`apply_chain`), newer or not, so the movements on both sides of it are booked.
     """
     if event.balance is None:
         return state, []
     key = order_key(event)
-    if not is_newer(key, state.balance_mark):
-        return state, []
+    newer = is_newer(key, state.balance_mark)
     entries: list[LedgerEntry] = []
-    if is_derivable_snapshot(event):
+    if is_derivable_snapshot(event) and not classifiable(event.counters):
+        # only the balance is known: sized against the chain, so a snapshot that arrives late
+        # (raw records of one member sit on several partitions) still books the movements on
+        # both sides of it
+        state, entries = apply_chain(state, event, None, now)
+        if not newer:
+            return state, entries
+        state = replace(state, last_counters=derive_movements(ZERO, ZERO, None, event.counters)[1])
+    elif not newer:
+        return state, []
+    elif is_derivable_snapshot(event):
         first = state.balance_mark is None
         before_balance = ZERO if first else (state.reported_balance or ZERO)
         previous = PointCounters() if first else state.last_counters

@@ -460,16 +460,36 @@ def test_gameball_profiles_derive_earned_and_redeemed_from_the_balance_change() 
             gameball("g1", balance=80, at=1, pending=20),
             gameball("g2", balance=50, at=2, pending=0),
             gameball("g3", balance=50, at=3, tier=GOLD),
-            gameball("g0", balance=999, at=0, pending=999),  # stale: derives nothing
         ]
     )
     assert brief(entries_of(outcomes)) == [
         ("g1:POINTS_EARNED", "DERIVED", E.POINTS_EARNED, D(80), ZERO, D(80)),
         ("g2:POINTS_REDEEMED", "DERIVED", E.POINTS_REDEEMED, D(-30), D(80), D(50)),
     ]
-    assert [o.state.pending_points for o in outcomes] == [D(20), ZERO, ZERO, ZERO]
+    assert [o.state.pending_points for o in outcomes] == [D(20), ZERO, ZERO]
     assert (state.computed_balance, state.reported_balance, state.tier) == (D(50), D(50), GOLD)
     assert (state.lifetime_earned, state.lifetime_redeemed) == (D(80), D(30))
+
+
+def test_a_late_gameball_profile_takes_its_place_in_the_history() -> None:
+    # The provider's history is 999 -> 80 -> 50 -> 50; g0 is read last. Its balance and pending
+    # are older than what we hold, so they change nothing, but the movements on both sides of it
+    # are booked: 0 -> 999 earned, and g1's +80 becomes -919 (a fall: redeemed).
+    state, outcomes = run(
+        [
+            gameball("g1", balance=80, at=1, pending=20),
+            gameball("g2", balance=50, at=2, pending=0),
+            gameball("g3", balance=50, at=3, tier=GOLD),
+            gameball("g0", balance=999, at=0, pending=999),
+        ]
+    )
+    assert brief(outcomes[-1].entries) == [
+        ("g0:POINTS_EARNED", "DERIVED", E.POINTS_EARNED, D(999), D(50), D(1049)),
+        ("g1:correction:g0:POINTS_EARNED", "DERIVED", E.POINTS_EARNED, D(-80), D(1049), D(969)),
+        ("g1:correction:g0:POINTS_REDEEMED", "DERIVED", E.POINTS_REDEEMED, D(-919), D(969), D(50)),
+    ]
+    assert (state.computed_balance, state.reported_balance, state.pending_points) == (50, 50, 0)
+    assert (state.lifetime_earned, state.lifetime_redeemed) == (D(999), D(949))
 
 
 def test_twin_wix_webhooks_of_one_revision_count_once() -> None:

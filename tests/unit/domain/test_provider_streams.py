@@ -223,14 +223,18 @@ def gb_sent(ops: list[tuple[str, int]], acct: Account, v3: bool) -> list[Deliver
         value = n * 50
         if op == "earn":
             acct.balance += value
+            acct.earned += value
         elif op == "redeem":
-            acct.balance -= min(value, acct.balance)
+            spent = min(value, acct.balance)
+            acct.balance -= spent
+            acct.redeemed += spent
         elif op == "pend":
             acct.pending += value
         elif op == "activate":
             moved = min(value, acct.pending)
             acct.pending -= moved
             acct.balance += moved
+            acct.earned += moved  # an activation makes points spendable: earned
         else:
             acct.tier = tiers[i % 2][0]
         tier = next(((t, o) for t, o in tiers if t == acct.tier), None)
@@ -270,6 +274,9 @@ def test_gameball_profiles_end_at_the_providers_numbers(
     assert state.balance == acct.balance
     assert state.computed_balance == acct.balance
     assert state.pending_points == acct.pending
+    # a profile says only the balance: every rise is earned, every fall redeemed, whatever
+    # order the raw partitions deliver the profiles in
+    assert (state.lifetime_earned, state.lifetime_redeemed) == (acct.earned, acct.redeemed)
     assert (state.tier.name if state.tier else None) == acct.tier
 
 
@@ -284,6 +291,20 @@ def test_the_issues_gameball_v3_return_to_an_earlier_balance_counts() -> None:
     assert state is not None
     assert (state.balance, state.computed_balance) == (100, 100)
     assert (state.lifetime_earned, state.lifetime_redeemed) == (150, 50)
+
+
+def test_a_gameball_profile_processed_late_still_counts_both_movements_around_it() -> None:
+    # 100 -> 150 -> 100 sent one at a time; the raw records sit on different partitions, so the
+    # worker may read the middle one last (CI saw exactly this)
+    sent = [
+        Delivery(dumps({"playerUniqueId": CUSTOMER, "activatedPoints": b}), f"req-{i}", at(i))
+        for i, b in enumerate([100, 150, 100])
+    ]
+    for order in ([0, 2, 1], [2, 0, 1], [1, 2, 0], [2, 1, 0]):
+        state = run_ledger(Gameball(), [sent[i] for i in order])
+        assert state is not None
+        assert (state.balance, state.computed_balance) == (100, 100), order
+        assert (state.lifetime_earned, state.lifetime_redeemed) == (150, 50), order
 
 
 def test_a_late_gameball_v3_retry_dated_by_its_first_attempt_does_not_move_the_balance_back() -> (
