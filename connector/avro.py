@@ -27,8 +27,9 @@ from fastavro.validation import validate
 
 from connector import models
 from connector.errors import SchemaError
+from connector.resources import schema_dir
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = schema_dir()  # inside the package (connector/resources.py)
 NAMESPACE = "loyalty"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 HEADER_LEN = 10

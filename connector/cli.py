@@ -1,5 +1,5 @@
 """The `loyalty-connector` command line: bridge, worker, dev, decode, replay, members, tail,
-export."""
+export, config, healthcheck."""
 
 from __future__ import annotations
 
@@ -145,17 +145,79 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from connector.dev import DEV_ENV_FILE, read_env_file
+    from connector.dev import DEV_ENV_FILE, fill_dev_secrets, read_env_file
     from connector.replay import run_replay
-    from connector.settings import process_env
+    from connector.settings import PROVIDER_KEYS, process_env
 
     env = process_env()
     if args.env_file or DEV_ENV_FILE.exists():
-        # `make dev` writes its sample secrets there; explicit variables still win.
-        for k, v in read_env_file(Path(args.env_file or DEV_ENV_FILE)).items():
-            env.setdefault(k, v)
+        # `make dev` writes its sample secrets there; a provider the environment configures
+        # keeps only its own variables (as in `dev`).
+        found = read_env_file(Path(args.env_file or DEV_ENV_FILE))
+        by_provider = {
+            key: {k: v for k, v in found.items() if k.startswith(f"CONNECTOR_{key.upper()}_")}
+            for key in PROVIDER_KEYS
+        }
+        fill_dev_secrets(env, by_provider)
+        for k, v in found.items():
+            if not any(k in group for group in by_provider.values()):
+                env.setdefault(k, v)
     settings = Settings.from_env(env)
     return run_replay(args.paths, args.to, args.provider, args.tenant, settings, args.concurrency)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from connector.settings import effective_settings, process_env
+
+    env = process_env()
+    # the processes' own checks: a ConfigError exits 1 with the same message
+    report = effective_settings(env, Settings.from_env(env))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"loyalty-connector {version()}: effective settings (secrets masked)")
+    width = max(len(v["name"]) for v in report["variables"])
+    for v in report["variables"]:
+        value = "(unset)" if v["value"] is None else v["value"]
+        print(f"  {v['name']:<{width}}  {value}  [{v['source']}]")
+    print("providers:")
+    for key, p in report["providers"].items():
+        state = "configured" if p["configured"] else "NOT configured: its webhooks get 401"
+        if p["unverified"]:
+            state = "UNVERIFIED (development only)"
+        tenants = f"; tenants: {', '.join(p['tenants'])}" if p["tenants"] else ""
+        print(f"  {key:<13} {state}{tenants}")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 if this container's bridge or worker answers 200 on /healthz (image HEALTHCHECK)."""
+    import urllib.error
+    import urllib.request
+
+    settings = Settings.from_env()
+    ports = [args.port] if args.port else [settings.bridge_port, settings.web_port]
+    for port in ports:
+        try:
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return EXIT_OK
+        except (urllib.error.URLError, OSError):
+            continue
+    return _fail(f"nothing answered 200 on /healthz at 127.0.0.1 port {ports}", EXIT_FAILED)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("loyalty-connector")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -171,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="loyalty-connector",
         description="Loyalty webhooks into Kafka: canonical Avro events and live balances.",
     )
+    parser.add_argument("--version", action="version", version=f"loyalty-connector {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -257,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--exit", action="store_true", help="with --demo: stop after printing")
     p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser(
+        "config",
+        help="print the effective settings (secrets masked); exit 1 on a configuration error",
+    )
+    p.add_argument("--json", action="store_true", help="as one JSON object")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("healthcheck", help="exit 0 if the local bridge or worker is alive")
+    p.add_argument("--port", type=int, default=None, help="only this port")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.set_defaults(func=cmd_healthcheck)
     return parser
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from connector.errors import BrokerError
 from connector.logs import setup_logging
-from connector.settings import Settings, process_env
+from connector.resources import samples_dir
+from connector.settings import Settings, configured_by_user, process_env
 
 log = logging.getLogger("connector.dev")
 
@@ -38,8 +39,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def dev_secrets(directory: Path = DEV_DIR) -> dict[str, str]:
-    """Sample secrets for every provider, made once and kept in `.dev/` (chmod 600)."""
+def dev_secrets(directory: Path = DEV_DIR) -> dict[str, dict[str, str]]:
+    """Sample secrets by provider, made once and kept in `.dev/` (chmod 600)."""
     directory.mkdir(exist_ok=True)
     private = directory / "wix-private.pem"
     public = directory / "wix-public.pem"
@@ -62,14 +63,40 @@ def dev_secrets(directory: Path = DEV_DIR) -> dict[str, str]:
         )
         private.chmod(0o600)
     return {
-        "CONNECTOR_GAMEBALL_SECRET_KEY": "dev-gameball-secret",
-        "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": "X-Loyalty-Token",
-        "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": "dev-open-loyalty-token",
-        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": "dev-open-loyalty-hmac",
-        "CONNECTOR_VOUCHERIFY_SECRET_KEY": "dev-voucherify-secret",
-        "CONNECTOR_WIX_PUBLIC_KEY_FILE": str(public.resolve()),
-        "CONNECTOR_WIX_PRIVATE_KEY_FILE": str(private.resolve()),
+        "gameball": {"CONNECTOR_GAMEBALL_SECRET_KEY": "dev-gameball-secret"},
+        "open_loyalty": {
+            "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": "X-Loyalty-Token",
+            "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": "dev-open-loyalty-token",
+            "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": "dev-open-loyalty-hmac",
+        },
+        "voucherify": {"CONNECTOR_VOUCHERIFY_SECRET_KEY": "dev-voucherify-secret"},
+        "wix": {
+            "CONNECTOR_WIX_PUBLIC_KEY_FILE": str(public.resolve()),
+            "CONNECTOR_WIX_PRIVATE_KEY_FILE": str(private.resolve()),
+        },
     }
+
+
+def fill_dev_secrets(
+    env: dict[str, str], samples: Mapping[str, Mapping[str, str]]
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Sample secrets for the providers `env` configures nothing for; never for the others.
+
+    Returns (the sample variables put into `env`, the user's own variables by provider). A
+    provider is the user's as soon as any of its `CONNECTOR_<PROVIDER>_*` variables or a tenants
+    file table of it is set: mixing a sample key into a user's configuration (their inline key
+    next to our key file) would refuse their own signed webhooks.
+    """
+    used: dict[str, str] = {}
+    own: dict[str, list[str]] = {}
+    for key, values in samples.items():
+        theirs = configured_by_user(env, key)
+        if theirs:
+            own[key] = theirs
+            continue
+        env.update(values)
+        used.update(values)
+    return used, own
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -156,16 +183,14 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     # Faust is chatty at INFO; people running `dev` want the endpoints and real problems.
     child_env.setdefault("CONNECTOR_LOG_LEVEL", "WARNING")
     child_env.setdefault("CONNECTOR_LOG_FORMAT", "text")
-    secrets = dev_secrets()
-    for k, v in secrets.items():
-        child_env.setdefault(k, v)
-    DEV_ENV_FILE.write_text("".join(f"{k}={child_env[k]}\n" for k in sorted(secrets)))
+    secrets, own = fill_dev_secrets(child_env, dev_secrets())
+    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted(secrets.items())))
     DEV_ENV_FILE.chmod(0o600)
     code = 0
     try:
         for component in COMPONENTS:
             sup.spawn(component, [sys.executable, "-m", "connector", component], child_env)
-        _print_endpoints(settings, secrets)
+        _print_endpoints(settings, secrets, own)
         if getattr(args, "demo", False):
             demo_ok = run_demo(Settings.from_env(child_env), sup)
             if getattr(args, "exit", False):
@@ -185,7 +210,7 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     return code
 
 
-SAMPLES = Path(__file__).with_name("samples")
+SAMPLES = samples_dir()
 
 
 def _wait_http(url: str, sup: Supervisor, timeout: float) -> bool:
@@ -245,7 +270,9 @@ def run_demo(settings: Settings, sup: Supervisor, timeout: float = 90) -> bool:
     return all(k.startswith("2") for k in counts) and bool(balances)
 
 
-def _print_endpoints(settings: Settings, secrets: Mapping[str, str]) -> None:
+def _print_endpoints(
+    settings: Settings, secrets: Mapping[str, str], own: Mapping[str, list[str]]
+) -> None:
     lines = []
     if "bridge" in COMPONENTS:
         lines.append(f"bridge      : http://127.0.0.1:{settings.bridge_port}/webhooks/<provider>")
@@ -254,7 +281,10 @@ def _print_endpoints(settings: Settings, secrets: Mapping[str, str]) -> None:
             f"worker      : http://127.0.0.1:{settings.web_port}/members/<provider>/"
             "<tenant>/<customer_id>"
         )
-    lines.append(f"dev secrets : {DEV_ENV_FILE} (sample values, development only):")
-    lines += [f"  {k}={v}" for k, v in sorted(secrets.items())]
+    if secrets:
+        lines.append(f"dev secrets : {DEV_ENV_FILE} (sample values, development only):")
+        lines += [f"  {k}={v}" for k, v in sorted(secrets.items())]
+    for key, names in sorted(own.items()):
+        lines.append(f"{key:<12}: your configuration ({', '.join(names)}), no sample secrets")
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

@@ -407,6 +407,13 @@ def _public_url(env: Mapping[str, str]) -> str | None:
 
 def _option_values(get: Callable[[str], str | None], key: str, where: str) -> dict[str, str]:
     """Provider option values by option key, with *_FILE variants resolved to their contents."""
+    for opt in PROVIDER_OPTIONS[key]:
+        inline = opt.name[: -len("_FILE")] if opt.name.endswith("_FILE") else None
+        if inline and get(inline) not in (None, "") and get(opt.name) not in (None, ""):
+            raise ConfigError(
+                f"{where}{inline} and {where}{opt.name} are both set: give the value inline or "
+                "as a file, not both"
+            )
     values: dict[str, str] = {}
     for opt in PROVIDER_OPTIONS[key]:
         raw = get(opt.name)
@@ -421,6 +428,57 @@ def _option_values(get: Callable[[str], str | None], key: str, where: str) -> di
             values[opt.name.lower()] = raw
     _check_options(key, values, where)
     return values
+
+
+MASK = "****** (set)"
+
+
+def effective_settings(env: Mapping[str, str], settings: Settings) -> dict[str, Any]:
+    """What `loyalty-connector config` prints: every variable's effective value and where it
+    came from (secrets masked), each provider's state and the warnings the processes log."""
+    from connector.providers import PROVIDERS
+
+    variables = []
+    for var in VARIABLES:
+        raw = env.get(var.name)
+        source = "environment" if raw not in (None, "") else "default"
+        value = raw if source == "environment" else var.default
+        if var.secret and value is not None:
+            value = MASK
+        variables.append({"name": var.name, "value": value, "source": source})
+    providers: dict[str, Any] = {}
+    warnings = []
+    for key in PROVIDER_KEYS:
+        cfg = settings.provider(key)
+        configured = PROVIDERS[key].is_configured(cfg.values) or any(
+            PROVIDERS[key].is_configured(cfg.secrets_for(t) or {}) for t in cfg.tenant_names
+        )
+        providers[key] = {
+            "configured": configured,
+            "unverified": cfg.unverified,
+            "tenants": list(cfg.tenant_names),
+        }
+        if cfg.unverified:
+            warnings.append(
+                f"{key} deliveries are accepted WITHOUT verification "
+                f"(CONNECTOR_{key.upper()}_UNVERIFIED=true): development only"
+            )
+    return {"variables": variables, "providers": providers, "warnings": warnings}
+
+
+def provider_env_names(key: str) -> tuple[str, ...]:
+    """Every `CONNECTOR_<PROVIDER>_*` variable of one provider."""
+    prefix = f"CONNECTOR_{key.upper()}_"
+    return tuple(prefix + o.name for o in PROVIDER_OPTIONS[key]) + (prefix + "UNVERIFIED",)
+
+
+def configured_by_user(env: Mapping[str, str], key: str) -> list[str]:
+    """The variables (and tenants file tables) by which `env` configures provider `key`."""
+    found = [n for n in provider_env_names(key) if env.get(n)]
+    tenants_path = env.get("CONNECTOR_TENANTS_FILE")
+    if tenants_path and key in _load_tenants(Path(tenants_path)):
+        found.append(f"CONNECTOR_TENANTS_FILE [{key}.*]")
+    return found
 
 
 def _check_options(key: str, values: Mapping[str, str], where: str) -> None:

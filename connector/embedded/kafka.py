@@ -17,13 +17,14 @@ from pathlib import Path
 
 from connector.embedded import free_port, stop_process, wait_for_kafka
 from connector.errors import BrokerError
+from connector.resources import kafka_pom
 
 log = logging.getLogger(__name__)
 
 # Kafka 4.x: faust-streaming's broker suite runs against 4.0 with aiokafka 0.14, and 4.1 passes
 # ours; Faust's exactly_once needs the transactions only the real broker gives.
 KAFKA_VERSION = "4.1.1"
-POM = Path(__file__).with_name("kafka_pom.xml")
+POM = kafka_pom()
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -121,3 +123,105 @@ def test_only_settings_reads_os_environ() -> None:
         if "os.environ" in p.read_text() and p.name != "settings.py"
     ]
     assert offenders == []
+
+
+# ---------------------------------------------------------------------------------------------
+# inline or *_FILE, `dev`'s sample secrets, `config`
+
+
+def test_an_option_given_inline_and_as_a_file_names_both(tmp_path: Path) -> None:
+    pem = tmp_path / "k.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n")
+    env = {"CONNECTOR_WIX_PUBLIC_KEY": pem.read_text(), "CONNECTOR_WIX_PUBLIC_KEY_FILE": str(pem)}
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert "CONNECTOR_WIX_PUBLIC_KEY and CONNECTOR_WIX_PUBLIC_KEY_FILE are both set" in str(err)
+    # the same in a tenants file table
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(
+        f'[wix.site-1]\npublic_key = "-----BEGIN PUBLIC KEY-----"\npublic_key_file = "{pem}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"\[wix.site-1\] PUBLIC_KEY and .*PUBLIC_KEY_FILE"):
+        Settings.from_env({"CONNECTOR_TENANTS_FILE": str(tenants)})
+
+
+def test_dev_fills_sample_secrets_only_for_providers_the_user_left_alone(tmp_path: Path) -> None:
+    from connector.dev import dev_secrets, fill_dev_secrets
+
+    own_key = "-----BEGIN PUBLIC KEY-----\nmine\n-----END PUBLIC KEY-----\n"
+    env = {"CONNECTOR_WIX_PUBLIC_KEY": own_key, "CONNECTOR_VOUCHERIFY_UNVERIFIED": "true"}
+    used, own = fill_dev_secrets(env, dev_secrets(tmp_path))
+    assert own == {
+        "wix": ["CONNECTOR_WIX_PUBLIC_KEY"],
+        "voucherify": ["CONNECTOR_VOUCHERIFY_UNVERIFIED"],
+    }
+    assert (
+        "CONNECTOR_WIX_PUBLIC_KEY_FILE" not in env and "CONNECTOR_WIX_PRIVATE_KEY_FILE" not in env
+    )
+    assert "CONNECTOR_VOUCHERIFY_SECRET_KEY" not in env
+    assert env["CONNECTOR_WIX_PUBLIC_KEY"] == own_key
+    assert used["CONNECTOR_GAMEBALL_SECRET_KEY"] == env["CONNECTOR_GAMEBALL_SECRET_KEY"]
+    assert "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET" in used
+    Settings.from_env(env)  # and the result is a valid configuration
+
+
+def test_a_tenants_file_counts_as_the_users_configuration(tmp_path: Path) -> None:
+    from connector.dev import dev_secrets, fill_dev_secrets
+
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text('[gameball.shop-eu]\nsecret_key = "theirs"\n')
+    env = {"CONNECTOR_TENANTS_FILE": str(tenants)}
+    used, own = fill_dev_secrets(env, dev_secrets(tmp_path))
+    assert own == {"gameball": ["CONNECTOR_TENANTS_FILE [gameball.*]"]}
+    assert "CONNECTOR_GAMEBALL_SECRET_KEY" not in used
+
+
+def test_config_prints_effective_settings_with_secrets_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    for k in list(os.environ):
+        if k.startswith("CONNECTOR_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("CONNECTOR_GAMEBALL_SECRET_KEY", "gb-very-secret")
+    monkeypatch.setenv("CONNECTOR_SCHEMA_REGISTRY_PASSWORD", "registry-very-secret")
+    monkeypatch.setenv("CONNECTOR_PARTITIONS", "12")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "very-secret" not in out
+    assert re.search(r"CONNECTOR_GAMEBALL_SECRET_KEY +\*+ \(set\) +\[environment\]", out)
+    assert re.search(r"CONNECTOR_PARTITIONS +12 +\[environment\]", out)
+    assert re.search(r"CONNECTOR_BRIDGE_PORT +8080 +\[default\]", out)
+    assert re.search(r"gameball +configured", out)
+    assert re.search(r"voucherify +NOT configured", out)
+    assert main(["config", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {v["name"] for v in report["variables"]} == VARIABLE_NAMES
+    assert "very-secret" not in str(report)
+
+
+def test_config_exits_non_zero_with_the_processes_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connector.cli import main
+
+    monkeypatch.setenv("CONNECTOR_PROCESSING_GUARANTEE", "maybe")
+    assert main(["config"]) == 1
+    message = capsys.readouterr().err
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"CONNECTOR_PROCESSING_GUARANTEE": "maybe"})
+    assert message.strip() == f"error: {err.value}"
+    assert main(["worker"]) == 1  # the worker refuses with the very same line
+    assert capsys.readouterr().err == message
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from connector.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"loyalty-connector {version('loyalty-connector')}"
