@@ -25,15 +25,16 @@ def chart(source: Path, out: Path) -> list[tuple[object, ...]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = ledger_daily(source).fetchall()  # (day, provider, earned, redeemed, entries)
-    providers = sorted({r[1] for r in rows})
+    rows = ledger_daily(source).fetchall()  # (day, provider, account, earned, redeemed, entries)
+    series = sorted({(r[1], r[2]) for r in rows})
     fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for ax, column, title in ((axes[0], 2, "points earned"), (axes[1], 3, "points redeemed")):
-        for provider in providers:
-            mine = [r for r in rows if r[1] == provider]
+    for ax, column, title in ((axes[0], 3, "points earned"), (axes[1], 4, "points redeemed")):
+        for provider, account in series:  # one line per account: never two currencies summed
+            mine = [r for r in rows if (r[1], r[2]) == (provider, account)]
             days = [r[0] for r in mine]
             values = [float(r[column] or 0) for r in mine]
-            ax.plot(days, values, marker="o", label=provider)
+            label = provider if account == "default" else f"{provider} {account}"
+            ax.plot(days, values, marker="o", label=label)
         ax.set_title(f"{title} per day")
         ax.set_ylabel("points")
         ax.grid(alpha=0.3)
@@ -52,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("ledger.png"), help="PNG to write")
     args = parser.parse_args(argv)
     rows = chart(args.source, args.out)
-    for day, provider, earned, redeemed, entries in rows:
+    for day, provider, account, earned, redeemed, entries in rows:
         print(
-            f"{day}  {provider:<13} earned {earned or 0:>10}  redeemed {redeemed or 0:>10}  "
+            f"{day}  {provider:<13} {account:<14} earned {earned or 0:>10}  "
+            f"redeemed {redeemed or 0:>10}  "
             f"({entries} entries)"
         )
     print(f"wrote {args.out}", file=sys.stderr)

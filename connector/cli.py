@@ -101,7 +101,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_members(args: argparse.Namespace) -> int:
     from connector.inspect import run_members
 
-    return run_members(Settings.from_env(), args.provider, args.tenant, args.customer_id, args.url)
+    return run_members(
+        Settings.from_env(), args.provider, args.tenant, args.customer_id, args.url, args.account
+    )
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tenant")
     p.add_argument("customer_id")
     p.add_argument("--url", help="worker base URL (default http://127.0.0.1:CONNECTOR_WEB_PORT)")
+    p.add_argument("--account", help="only this points account (default: all of them)")
     p.set_defaults(func=cmd_members)
 
     p = sub.add_parser("tail", help="print a topic's records as JSON lines (Avro decoded)")

@@ -38,12 +38,13 @@ IDLE_LIMIT = 15  # empty one-second fetches in a row before giving up on reachin
 LEDGER_DAILY_SQL = """\
 SELECT CAST(timezone('UTC', occurred_at) AS DATE) AS day,  -- UTC days
        provider,
+       account_id,  -- points of two accounts are two currencies: never summed together
        SUM(points_delta) FILTER (WHERE kind = 'POINTS_EARNED')    AS earned,
        -SUM(points_delta) FILTER (WHERE kind = 'POINTS_REDEEMED') AS redeemed,
        COUNT(*) AS entries
 FROM read_parquet('{path}')
 GROUP BY ALL
-ORDER BY day, provider"""
+ORDER BY day, provider, account_id"""
 
 
 class ExportError(ConnectorError):

@@ -18,11 +18,17 @@ from connector.settings import Settings
 
 
 async def fetch_member(
-    url: str, provider: str, tenant: str, customer_id: str, timeout: float = 5.0
+    url: str,
+    provider: str,
+    tenant: str,
+    customer_id: str,
+    timeout: float = 5.0,
+    account: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     target = f"{url.rstrip('/')}/members/{provider}/{tenant}/{customer_id}"
+    params = {"account": account} if account else None
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.get(target) as resp:
+        async with session.get(target, params=params) as resp:
             try:
                 body = await resp.json(content_type=None)
             except (json.JSONDecodeError, aiohttp.ContentTypeError):
@@ -31,11 +37,18 @@ async def fetch_member(
 
 
 def run_members(
-    settings: Settings, provider: str, tenant: str, customer_id: str, url: str | None
+    settings: Settings,
+    provider: str,
+    tenant: str,
+    customer_id: str,
+    url: str | None,
+    account: str | None = None,
 ) -> int:
     base = url or f"http://127.0.0.1:{settings.web_port}"
     try:
-        status, body = asyncio.run(fetch_member(base, provider, tenant, customer_id))
+        status, body = asyncio.run(
+            fetch_member(base, provider, tenant, customer_id, account=account)
+        )
     except (aiohttp.ClientError, TimeoutError) as exc:
         print(f"error: cannot reach the worker at {base}: {exc}", file=sys.stderr)
         return 1
@@ -164,7 +177,8 @@ async def tail(
 
 
 async def latest_balances(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The newest MemberBalance per member, read from the compacted balances topic."""
+    """The newest MemberBalance per account (key: the account key), read from the compacted
+    balances topic."""
     import io
 
     buf = io.StringIO()
@@ -191,6 +205,7 @@ def members_table(balances: dict[str, dict[str, Any]]) -> str:
         ("adjusted", "lifetime_adjusted"),
         ("drift", "drift"),
         ("tier", "tier"),
+        ("account", "account_id"),
     ]
     rows = []
     for key in sorted(balances):
@@ -201,11 +216,13 @@ def members_table(balances: dict[str, dict[str, Any]]) -> str:
             value = b.get(field)
             if field == "tier":
                 value = tier.get("name") or tier.get("id") or "-"
+            elif field == "account_id":
+                value = value or "default"  # a record written before accounts existed
             row.append("-" if value is None else str(value))
         rows.append(row)
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, (h, _) in enumerate(cols)
     ]
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)

@@ -137,6 +137,37 @@ def member_key(provider: Provider, tenant: str, customer_id: str) -> str:
     return f"{provider.key}:{tenant}:{customer_id}"
 
 
+# A member's points account: the provider's own name for one balance the member holds (a
+# Voucherify loyalty campaign's card, an Open Loyalty wallet type), `default` where a provider
+# keeps one account per member. Held to the tenant's alphabet so an account key is unambiguous.
+DEFAULT_ACCOUNT = "default"
+ACCOUNT_RE = TENANT_RE
+
+
+def account_key(member_key: str, account_id: str) -> str:
+    """The key of one account's records (members table, `loyalty.balances`, `loyalty.tiers`).
+
+    The default account keeps the bare member key, so every record written before accounts
+    existed is the same key's older value (compaction supersedes it, readers keep working).
+    Another account's key puts the account after the tenant, `{provider}:{tenant}/{account}:
+    {customer_id}`: neither the tenant nor the account holds ':' or '/', so the key names one
+    account of one member whatever the customer id holds.
+    """
+    if account_id == DEFAULT_ACCOUNT:
+        return member_key
+    provider, tenant, customer = member_key.split(":", 2)
+    return f"{provider}:{tenant}/{account_id}:{customer}"
+
+
+def check_account(account_id: str) -> str:
+    if not ACCOUNT_RE.match(account_id):
+        raise ValueError(
+            f"account {account_id[:80]!r} is not valid (1-64 letters, digits, . _ -, first a "
+            "letter or digit)"
+        )
+    return account_id
+
+
 @dataclass(frozen=True, slots=True)
 class Tier:
     id: str | None = None
@@ -192,6 +223,11 @@ class LoyaltyEvent:
     order: OrderRef | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     counters: PointCounters | None = None
+    account_id: str = DEFAULT_ACCOUNT
+
+    @property
+    def account_key(self) -> str:
+        return account_key(self.member_key, self.account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +247,7 @@ class LedgerEntry:
     recorded_at: datetime
     movement_id: str | None = None
     reported_balance: Decimal | None = None
+    account_id: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +271,7 @@ class MemberBalance:
     drift: Decimal | None = None
     tier: Tier | None = None
     source_offset: int | None = None
+    account_id: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +284,7 @@ class MemberTier:
     event_id: str
     tier: Tier | None = None
     previous: Tier | None = None
+    account_id: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)

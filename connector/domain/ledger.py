@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from connector.models import (
+    DEFAULT_ACCOUNT,
     NO_TIER,
     POINTS_MAX,
     SYNTHETIC_ID,
@@ -52,6 +53,7 @@ from connector.models import (
     PointCounters,
     Provider,
     Tier,
+    account_key,
     utc,
 )
 
@@ -303,10 +305,15 @@ class MemberState:
     chain: tuple[str, ...] = ()  # recent balance events in provider order, as `link_text`
     chain_base: Decimal = ZERO  # the balance before chain[0]
     chain_floor: OrderKey | None = None  # the newest key evicted from the chain
+    account_id: str = DEFAULT_ACCOUNT  # the points account this record is the ledger of
+    # On the default account's record only: the member's other accounts (the member query's
+    # index of the records keyed `account_key(member_key, account)`), in order of appearance.
+    accounts: tuple[str, ...] = ()
 
     @classmethod
-    def new(cls, event: LoyaltyEvent, now: datetime) -> MemberState:
-        """The state of a member never seen before (nothing applied yet)."""
+    def new(cls, event: LoyaltyEvent, now: datetime, account_id: str | None = None) -> MemberState:
+        """The state of an account never seen before (nothing applied yet): `event`'s own
+        account unless `account_id` says another."""
         return cls(
             member_key=event.member_key,
             provider=event.provider,
@@ -315,7 +322,13 @@ class MemberState:
             updated_at=utc(event.occurred_at),
             as_of=utc(now),
             last_event_id="",
+            account_id=event.account_id if account_id is None else account_id,
         )
+
+    @property
+    def key(self) -> str:
+        """This record's key in the members table and on `loyalty.balances`."""
+        return account_key(self.member_key, self.account_id)
 
     @property
     def balance(self) -> Decimal:
@@ -364,6 +377,7 @@ class MemberState:
             drift=self.drift,
             tier=self.tier,
             source_offset=self.source_offset,
+            account_id=self.account_id,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -398,6 +412,10 @@ class MemberState:
     def _optional_json(self) -> dict[str, Any]:
         """The fields most members never use, written only when set (smaller table records)."""
         out: dict[str, Any] = {}
+        if self.account_id != DEFAULT_ACCOUNT:
+            out["account_id"] = self.account_id
+        if self.accounts:
+            out["accounts"] = list(self.accounts)
         if self.horizon_ms is not None:
             out["horizon_ms"] = self.horizon_ms
         if self.open_pending:
@@ -440,6 +458,8 @@ class MemberState:
             chain=tuple(d.get("chain", ())),
             chain_base=Decimal(d.get("chain_base", "0.00")),
             chain_floor=_mark_in(d.get("chain_floor")),
+            account_id=d.get("account_id", DEFAULT_ACCOUNT),
+            accounts=tuple(d.get("accounts", ())),
         )
 
 
@@ -718,6 +738,7 @@ def _entry(
         recorded_at=now,
         movement_id=event.movement_id,
         reported_balance=event.balance,
+        account_id=before.account_id,
     )
 
 
@@ -947,6 +968,19 @@ def apply_chain(
         i -= 1
     if i > 0 and chain[i - 1].key.rank() == rank:
         return state, []  # already in the chain (a redelivery the memory forgot)
+    if delta is None and event.type is EventType.BALANCE_SNAPSHOT:
+        # The same dated statement again (a Gameball v4 profile re-sent: no id, so another
+        # event id, but the same `created_at` and balance) says nothing new. Without a
+        # provider time (v3) the time is when the bridge first received the delivery, so a
+        # retry collapses too, and a real return to an earlier balance never does.
+        for near in chain[max(0, i - 2) : i + 2]:
+            if (
+                near.kind is EventType.BALANCE_SNAPSHOT
+                and near.balance == event.balance
+                and near.key.revision == key.revision
+                and near.key.occurred_ms == key.occurred_ms
+            ):
+                return state, []
     entries: list[LedgerEntry] = []
     booked = ZERO
     if delta is None:
@@ -1084,6 +1118,7 @@ def apply_tier(state: MemberState, event: LoyaltyEvent) -> tuple[MemberState, Me
         event_id=event.event_id,
         tier=tier,
         previous=previous,
+        account_id=state.account_id,
     )
 
 
@@ -1151,6 +1186,24 @@ class Outcome:
     beyond_horizon: bool = False
 
 
+def with_account(
+    index: MemberState | None, event: LoyaltyEvent, now: datetime
+) -> MemberState | None:
+    """The member's default-account record, listing `event`'s account; None if nothing changes.
+
+    The member query finds a member's accounts through this list (see `MemberState.accounts`).
+    A member whose events all name other accounts gets a default record that only indexes
+    them (`events_applied` 0: no balance of its own is shown or published).
+    """
+    if event.account_id == DEFAULT_ACCOUNT:
+        return None
+    if index is None:
+        index = MemberState.new(event, now, account_id=DEFAULT_ACCOUNT)
+    if event.account_id in index.accounts:
+        return None
+    return replace(index, accounts=(*index.accounts, event.account_id))
+
+
 def apply(
     state: MemberState | None,
     event: LoyaltyEvent,
@@ -1173,17 +1226,17 @@ def apply(
         current = MemberState.new(event, now)
         is_new = True
     else:
-        if state.member_key != event.member_key:
+        if state.member_key != event.member_key or state.account_id != event.account_id:
             raise ValueError(
-                f"event {event.event_id} is for member {event.member_key!r}, "
-                f"not {state.member_key!r}: events must be routed by member key"
+                f"event {event.event_id} is for {event.account_key!r}, not {state.key!r}: "
+                "events must be applied to their own account's record"
             )
         if event.event_id in state.recent_event_ids:
             return Outcome(state=state, duplicate=True)
         if beyond_horizon(state, event):
             return Outcome(state=state, duplicate=True, beyond_horizon=True)
         current = state
-        is_new = False
+        is_new = state.events_applied == 0  # a default record that only indexed accounts
 
     after, entries = apply_reported_delta(current, event, now, memory)
     after, derived = apply_reported_balance(after, event, now)

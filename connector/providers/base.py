@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
 from connector.errors import DecodeError, VerificationError
-from connector.models import LoyaltyEvent, Provider, member_key, points, utc
+from connector.models import ACCOUNT_RE, LoyaltyEvent, Provider, member_key, points, utc
 
 DEFAULT_TENANT = "default"
 
@@ -291,7 +291,16 @@ def build_event(
     context: DecodeContext,
     **fields: Any,
 ) -> LoyaltyEvent:
-    """A LoyaltyEvent with the derived fields (member key, times) filled consistently."""
+    """A LoyaltyEvent with the derived fields (member key, times) filled consistently.
+
+    An `account_id` outside the account alphabet (`models.ACCOUNT_RE`) is a DecodeError: the
+    delivery is dead-lettered with the reason rather than booked into the wrong account.
+    """
+    account = fields.get("account_id")
+    if account is not None and not ACCOUNT_RE.match(account):
+        raise DecodeError(
+            f"account {account[:80]!r} is not a valid account id (1-64 letters, digits, . _ -)"
+        )
     attributes = {
         k: str(v) for k, v in (fields.pop("attributes", None) or {}).items() if v is not None
     }

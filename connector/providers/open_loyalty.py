@@ -131,7 +131,15 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, OrderRef, Provider, Tier
+from connector.models import (
+    DEFAULT_ACCOUNT,
+    SYNTHETIC_ID,
+    EventType,
+    LoyaltyEvent,
+    OrderRef,
+    Provider,
+    Tier,
+)
 from connector.providers.base import (
     DecodeContext,
     RequestTarget,
@@ -416,6 +424,22 @@ def _header_configured(secrets: Secrets) -> bool:
 # ---------------------------------------------------------------------------------------------
 # decoding
 
+# Points kinds that belong to a wallet (`_Delivery.wallet`); tiers stay per member (a tier set's
+# conditions may read a wallet, but CustomerLevelChanged names none: docs/delivery-semantics.md).
+WALLET_TYPES = frozenset(
+    {
+        EventType.POINTS_EARNED,
+        EventType.POINTS_REDEEMED,
+        EventType.POINTS_EXPIRED,
+        EventType.POINTS_ADJUSTED,
+        EventType.POINTS_PENDING,
+        EventType.POINTS_ACTIVATED,
+        EventType.POINTS_CANCELED,
+        EventType.POINTS_EXPIRING,
+        EventType.BALANCE_SNAPSHOT,
+    }
+)
+
 _POSITIVE_CHANGES = {"add", "p2p_add"}
 _NEGATIVE_CHANGES = {"subtract", "p2p_subtract"}
 _POSITIVE_TRANSFERS = {"adding", "p2p_adding"}
@@ -458,6 +482,31 @@ class _Delivery:
             raise DecodeError("data.customerId is missing")
         return customer_id
 
+    def wallet(self) -> str | None:
+        """The wallet type a points movement is in; None for the default wallet.
+
+        Open Loyalty 5.x subscription events name it at `data.wallet.walletType.code`
+        (AvailablePointsAmountChanged, UnitsTransferWasAdded: api-docs
+        `doc/openapi-new/webhooks.yaml`); the REST API takes `walletCode`. A program has one
+        default wallet ("Each program needs one default wallet", help.openloyalty.io), which is
+        our `default` account: a wallet type marked `isDefault`, or coded `default` (the spec's
+        examples; that the default's code is always `default` is UNVERIFIED). OSS 3.x has one
+        account per customer and names no wallet: the default account.
+        """
+        wallet = self.data.get("wallet")
+        wallet_type = wallet.get("walletType") if isinstance(wallet, dict) else None
+        if not isinstance(wallet_type, dict):
+            wallet_type = self.data.get("walletType")
+        code = None
+        if isinstance(wallet_type, dict):
+            if wallet_type.get("isDefault") is True:
+                return None
+            code = opt_str(wallet_type, "code", "data.wallet.walletType")
+        code = code or opt_str(self.data, "walletCode", "data")
+        if not code or code == DEFAULT_ACCOUNT:
+            return None
+        return code
+
     def time(self, *fallbacks: tuple[Mapping[str, Any], str, str]) -> Any:
         candidates = [
             (self.obj, "createdAt", "createdAt"),
@@ -486,6 +535,10 @@ class _Delivery:
         attrs = {"storeCode": _text(self.data.get("storeCode")), SYNTHETIC_ID: "true"} | dict(
             attributes or {}
         )
+        if type in WALLET_TYPES and "account_id" not in fields:
+            wallet = self.wallet()
+            if wallet is not None:
+                fields["account_id"] = wallet
         # No event id: the hash of the body and the delivery, because a member who returns to
         # an earlier state sends a byte-identical body (docs/delivery-semantics.md).
         return build_event(

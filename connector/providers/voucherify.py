@@ -326,6 +326,9 @@ class Voucherify:
             "distribution_event_name": env.distribution_name,
             "payload": "raw" if env.raw else None,
         }
+        account = _account(ctype, fields, data, where, campaign, voucher, transaction)
+        if account is not None:
+            fields["account_id"] = account
         event_id = env.event_id
         if not event_id:
             # a "Raw payload" distribution has no ids: the body and the delivery (movement ids
@@ -348,6 +351,59 @@ class Voucherify:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+# Points live on a loyalty card, one per customer per loyalty campaign, and loyalty tiers are
+# defined per campaign too (docs/delivery-semantics.md, "Accounts"): the account of a points or
+# tier event is its campaign. Every points payload names it (`campaign.id`,
+# `voucher.campaign_id`, `transaction.campaign_id`: the seeds' project, distribution and raw
+# payloads alike), tier changes by `campaign.id` and each tier's `campaign_id`
+# (voucherify-openapi documentation/openapi-events/events-customer.json,
+# EventCustomerLoyaltyTierBase).
+ACCOUNT_TYPES = frozenset(
+    {
+        EventType.POINTS_EARNED,
+        EventType.POINTS_REDEEMED,
+        EventType.POINTS_EXPIRED,
+        EventType.POINTS_ADJUSTED,
+        EventType.POINTS_PENDING,
+        EventType.POINTS_ACTIVATED,
+        EventType.POINTS_CANCELED,
+        EventType.POINTS_EXPIRING,
+        EventType.BALANCE_SNAPSHOT,
+        EventType.TIER_CHANGED,
+    }
+)
+
+
+def _account(
+    ctype: EventType,
+    fields: Mapping[str, Any],
+    data: Mapping[str, Any],
+    where: str,
+    campaign: Mapping[str, Any] | None,
+    voucher: Mapping[str, Any] | None,
+    transaction: Mapping[str, Any] | None,
+) -> str | None:
+    """The loyalty campaign a points or tier event belongs to; None (the default account) for
+    other events, or one that names no campaign."""
+    if ctype not in ACCOUNT_TYPES and fields.get("tier") is None and fields.get("balance") is None:
+        return None
+    sources: list[tuple[Mapping[str, Any] | None, str]] = [
+        (campaign, "campaign"),
+        (voucher, "voucher"),
+        (transaction, "transaction"),
+    ]
+    for name in ("loyalty_tier", "loyalty_tier_to", "loyalty_tier_from"):
+        tier = data.get(name)
+        sources.append((tier if isinstance(tier, dict) else None, name))
+    for obj, path in sources:
+        if not obj:
+            continue
+        found = opt_str(obj, "id" if path == "campaign" else "campaign_id", f"{where}.{path}")
+        if found:
+            return found
+    return None
 
 
 def _is_legacy(root: Mapping[str, Any]) -> bool:

@@ -28,11 +28,13 @@ from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from connector.avro import AvroCodec
-from connector.domain.ledger import MemberState, Outcome, apply
+from connector.domain.ledger import MemberState, Outcome, apply, with_account
 from connector.models import (
+    ACCOUNT_RE,
     POINTS_MAX,
     DeadLetter,
     LoyaltyEvent,
+    account_key,
     to_dict,
     to_json_obj,
     utc,
@@ -276,14 +278,16 @@ def create_app(settings: Settings) -> Worker:
 
     def ledger_step(
         event: Any, states: dict[str, MemberState | None], *, serialize: bool
-    ) -> tuple[str | None, list[tuple[Any, bytes, bytes]], DeadLetter | None, bytes | None]:
+    ) -> tuple[list[tuple[str, bytes | None]], list[tuple[Any, bytes, bytes]], DeadLetter | None]:
         """Apply one events-topic record to the cached state.
 
-        Returns (key, outputs, dead letter, stored): the member key and the encoded outputs of
-        an applied event, or (None, [], the dead letter, None). Everything that can fail for
-        one event (reading the member's stored state, the rules, every Avro encode and, with
-        `serialize`, the table value) runs before `states[key]` takes the new state, so a
-        failure dead-letters that event alone and leaves the member as it was before it.
+        Returns (written, outputs, dead letter): the table keys the event changed, each with
+        its stored value when `serialize` (the account's record, and the member's default
+        record when it first lists a new account), and the encoded outputs; or ([], [], the
+        dead letter). Everything that can fail for one event (reading the stored states, the
+        rules, every Avro encode and, with `serialize`, the table values) runs before `states`
+        takes the new states, so a failure dead-letters that event alone and leaves the member
+        as it was before it.
         `serialize=False` (batches) leaves the table value to `write_members`, once per member
         per batch: `dump_state` has no value-dependent failure once the encodes passed (every
         field is a str, int or None, or a list/dict of them), and dumping each event's state
@@ -294,35 +298,45 @@ def create_app(settings: Settings) -> Worker:
         try:
             loyalty: LoyaltyEvent = codec.decode(msg.value or b"", LoyaltyEvent)
         except Exception as exc:  # SchemaError, or a record no LoyaltyEvent can be built from
-            return None, [], ledger_dead_letter(msg, exc, datetime.now(UTC)), None
-        key = loyalty.member_key
+            return [], [], ledger_dead_letter(msg, exc, datetime.now(UTC))
+        key = loyalty.account_key
+        mk = loyalty.member_key
         now = utc(datetime.now(UTC))
         outcome: Outcome | None = None
         try:
-            if key not in states:
-                # The RocksDB store reads from the *current event's* partition; in a batch that
-                # is whichever event Faust or the previous write left current, possibly of
-                # another partition, and the member would look new (its state silently reset).
-                _as_current(event)
-                states[key] = load_state(members.get(key.encode()))
+            for k in (key, mk) if key != mk else (key,):
+                if k not in states:
+                    # The RocksDB store reads from the *current event's* partition; in a batch
+                    # that is whichever event Faust or the previous write left current, possibly
+                    # of another partition, and the member would look new (its state silently
+                    # reset). All of a member's accounts live in its events partition.
+                    _as_current(event)
+                    states[k] = load_state(members.get(k.encode()))
             outcome = apply(states[key], loyalty, now=now, offset=msg.offset, memory=memory)
-            kb = key.encode()
+            index = with_account(states[mk], loyalty, now) if key != mk else None
+            kb, akb = mk.encode(), key.encode()
             outputs: list[tuple[Any, bytes, bytes]] = [
                 (ledger_topic, kb, codec.encode(entry)) for entry in outcome.entries
             ]
             if outcome.tier_change is not None:
-                outputs.append((tiers_topic, kb, codec.encode(outcome.tier_change)))
+                outputs.append((tiers_topic, akb, codec.encode(outcome.tier_change)))
             if outcome.balance_changed or outcome.duplicate:
                 # A duplicate re-emits the current snapshot only (harmless on a compacted topic).
-                outputs.append((balances_topic, kb, codec.encode(outcome.state.to_balance())))
-            stored = dump_state(outcome.state) if serialize else None
+                outputs.append((balances_topic, akb, codec.encode(outcome.state.to_balance())))
+            written: list[tuple[str, bytes | None]] = [
+                (key, dump_state(outcome.state) if serialize else None)
+            ]
+            if index is not None:
+                written.append((mk, dump_state(index) if serialize else None))
         except Exception as exc:  # a rule bug or an unencodable value must not stop the stream
             text = str(exc)
             why = _out_of_range(outcome) + text
             if key not in text:  # fastavro's error names neither the member nor the event
                 why = f"member {key}, event {loyalty.event_id} ({loyalty.type.value}): {why}"
-            return None, [], ledger_dead_letter(msg, exc, now, why, loyalty), None
+            return [], [], ledger_dead_letter(msg, exc, now, why, loyalty)
         states[key] = outcome.state
+        if index is not None:
+            states[mk] = index
         if outcome.duplicate:
             metrics.duplicates.inc()
         if outcome.beyond_horizon:
@@ -337,7 +351,7 @@ def create_app(settings: Settings) -> Worker:
         for entry in outcome.entries:
             metrics.entries.labels(entry.origin.value).inc()
         metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))
-        return key, outputs, None, stored
+        return written, outputs, None
 
     def ledger_dead_letter(
         msg: Any,
@@ -362,23 +376,24 @@ def create_app(settings: Settings) -> Worker:
         if eos:
             async for event in stream.events():
                 states: dict[str, MemberState | None] = {}
-                key, outputs, dl, stored = ledger_step(event, states, serialize=True)
+                written, outputs, dl = ledger_step(event, states, serialize=True)
                 if dl is not None:
                     await send_dead_letter(dl, event)
                 for topic, kb, value in outputs:
                     await send(topic, kb, value, event)
-                if key is not None and stored is not None:
-                    members[key.encode()] = stored
+                for key, stored in written:
+                    if stored is not None:
+                        members[key.encode()] = stored
             return
         async for batch in batches(stream):
             states = {}
             owner: dict[str, Any] = {}
             futures: list[Awaitable[Any]] = []
             for event in batch:
-                key, outputs, dl, _ = ledger_step(event, states, serialize=False)
+                written, outputs, dl = ledger_step(event, states, serialize=False)
                 if dl is not None:
                     futures.append(await send_dead_letter(dl, event))
-                if key is not None:
+                for key, _ in written:
                     owner[key] = event
                 for topic, kb, value in outputs:
                     futures.append(await send(topic, kb, value, event))
@@ -395,9 +410,13 @@ def create_app(settings: Settings) -> Worker:
             self, request: Request, provider: str, tenant: str, customer_id: str
         ) -> Response:
             key = f"{provider}:{tenant}:{customer_id}"
+            account = request.query.get("account")
+            if account is not None and not ACCOUNT_RE.match(account):
+                return self.json({"error": f"account {account[:80]!r} is not valid"}, status=400)
             try:
-                # Faust's table routing: answered here if we own the key's partition,
-                # else proxied to the worker that does.
+                # Faust's table routing: answered here if we own the key's partition, else
+                # proxied to the worker that does. All of a member's accounts live in the
+                # partition of its member key (the events topic's key).
                 return await app.router.route_req(members.name, key.encode(), self.web, request)
             except SameNode:
                 pass
@@ -405,10 +424,24 @@ def create_app(settings: Settings) -> Worker:
                 if type(exc).__name__ == "ServiceUnavailable":
                     return self.json({"error": "members table is rebalancing; retry"}, status=503)
                 raise
-            state = load_state(members.get(key.encode()))
-            if state is None:
+            default = load_state(members.get(key.encode()))
+            if default is None:
                 return self.json({"error": f"unknown member {key}"}, status=404)
-            return self.json(member_json(state))
+            accounts = [default] if default.events_applied else []
+            for other in default.accounts:
+                state = load_state(members.get(account_key(key, other).encode()))
+                if state is not None:
+                    accounts.append(state)
+            if account is not None:
+                chosen = [a for a in accounts if a.account_id == account]
+                if not chosen:
+                    known = ", ".join(a.account_id for a in accounts)
+                    return self.json(
+                        {"error": f"member {key} has no account {account!r}; accounts: {known}"},
+                        status=404,
+                    )
+                return self.json(account_json(chosen[0]))
+            return self.json(member_json(default, accounts))
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Request) -> Response:
@@ -476,7 +509,21 @@ def _out_of_range(outcome: Outcome | None) -> str:
     return f"{', '.join(bad)} out of range for decimal(18, 2) (|points| < {POINTS_MAX:.0f}): "
 
 
-def member_json(state: MemberState) -> dict[str, Any]:
-    """The member query's answer: MemberBalance fields, tier and freshness."""
-    out = to_json_obj(state.to_balance())
-    return out
+def account_json(state: MemberState) -> dict[str, Any]:
+    """One account's figures: its MemberBalance fields (balance, counters, drift, tier,
+    freshness: `updated_at`, `as_of`, `events_applied`)."""
+    return to_json_obj(state.to_balance())
+
+
+def member_json(default: MemberState, accounts: list[MemberState]) -> dict[str, Any]:
+    """The member query's answer: the member's primary account's figures at the top level (the
+    single-account answer, as before accounts existed: the default account, else the first
+    account that moved), and every account under `accounts`.
+
+    Points of different accounts are never added up: two loyalty programs' cards or two
+    wallets hold different currencies.
+    """
+    if not accounts:  # an index-only record with no account left
+        return account_json(default) | {"accounts": []}
+    primary = accounts[0]
+    return account_json(primary) | {"accounts": [account_json(a) for a in accounts]}

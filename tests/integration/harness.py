@@ -667,7 +667,15 @@ def vf_tier_joined(
         "type": "Tier change",
         "data": {
             "customer": _vf_customer(customer),
-            "loyalty_tier": {"id": tier_id, "name": tier_name, "object": "loyalty_tier"},
+            # EventCustomerLoyaltyTierBase: the campaign, and each tier's campaign_id
+            # (voucherify-openapi documentation/openapi-events/events-customer.json)
+            "campaign": {"id": "camp_loyalty", "object": "campaign"},
+            "loyalty_tier": {
+                "id": tier_id,
+                "name": tier_name,
+                "campaign_id": "camp_loyalty",
+                "object": "loyalty_tier",
+            },
             "created_at": at,
         },
         "source": {"id": "distr_test", "object": "distribution"},

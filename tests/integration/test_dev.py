@@ -76,6 +76,9 @@ def test_dev_demo_prints_the_right_members_table(tmp_path: Path) -> None:
     ]
     wix = "wix:demo-site:c0ffee00-1d2e-4f3a-8b9c-0d1e2f3a4b5c"
     assert rows[wix][1:9] == ["80", "80", "0", "100", "20", "0", "0", "0"]
+    # the points account: the Voucherify card's loyalty campaign, `default` for the others
+    assert rows["voucherify:default:cust_DemoAlan0001"][10] == "camp_AQZ1GLRlbGaC2dETd31VbJQ9"
+    assert rows["gameball:default:gb-ada"][10] == rows[ol][10] == rows[wix][10] == "default"
 
 
 def test_dev_stops_everything_on_ctrl_c(tmp_path: Path) -> None:

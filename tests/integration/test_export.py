@@ -49,6 +49,8 @@ MOVES = [
     (Provider.WIX, "wendy", EventType.POINTS_EARNED, D("0.25"), DAY3),
     (Provider.WIX, "wendy", EventType.POINTS_PENDING, D("5.00"), DAY3),
 ]
+# Voucherify entries are in a loyalty campaign's account; the others in `default`
+ACCOUNT = {Provider.VOUCHERIFY: "camp_1"}
 
 
 def ledger_entries() -> list[tuple[LedgerEntry, datetime]]:
@@ -75,6 +77,7 @@ def ledger_entries() -> list[tuple[LedgerEntry, datetime]]:
             reported_balance=None,
             occurred_at=at - timedelta(minutes=5),
             recorded_at=at,
+            account_id=ACCOUNT.get(provider, "default"),
         )
         out.append((entry, at))
     return out
@@ -179,7 +182,9 @@ def test_export_ledger_and_balances(
     assert schema.field("kafka_timestamp").type == pa.timestamp("ms", tz="UTC")
     assert schema.field("kind").type == pa.string()
     assert schema.field("provider").type == pa.string()
+    assert schema.field("account_id").type == pa.string()
     rows = sorted(table.to_pylist(), key=lambda r: r["event_id"])
+    assert [r["account_id"] for r in rows] == [ACCOUNT.get(p, "default") for p, *_ in MOVES]
     assert [(r["provider"], r["kind"], r["points_delta"]) for r in rows] == [
         (p.value, k.value, d) for p, _, k, d, _ in MOVES
     ]
@@ -189,13 +194,16 @@ def test_export_ledger_and_balances(
 
     # -- the README's DuckDB query: earned and redeemed per day and provider ------------------
     daily = ledger_daily(out).fetchall()
-    got = {(str(day), provider): (earned, redeemed) for day, provider, earned, redeemed, _ in daily}
+    got = {
+        (str(day), provider, account): (earned, redeemed)
+        for day, provider, account, earned, redeemed, _ in daily
+    }
     assert got == {
-        ("2025-03-01", "OPEN_LOYALTY"): (D("100.00"), None),
-        ("2025-03-01", "VOUCHERIFY"): (D("40.00"), None),
-        ("2025-03-02", "OPEN_LOYALTY"): (D("12.50"), D("30.00")),
-        ("2025-03-03", "VOUCHERIFY"): (None, D("15.00")),
-        ("2025-03-03", "WIX"): (D("0.25"), None),
+        ("2025-03-01", "OPEN_LOYALTY", "default"): (D("100.00"), None),
+        ("2025-03-01", "VOUCHERIFY", "camp_1"): (D("40.00"), None),
+        ("2025-03-02", "OPEN_LOYALTY", "default"): (D("12.50"), D("30.00")),
+        ("2025-03-03", "VOUCHERIFY", "camp_1"): (None, D("15.00")),
+        ("2025-03-03", "WIX", "default"): (D("0.25"), None),
     }
     typed = duckdb.sql(f"SELECT typeof(points_delta) FROM read_parquet('{out}') LIMIT 1")  # noqa: S608
     assert typed.fetchall() == [("DECIMAL(18,2)",)]

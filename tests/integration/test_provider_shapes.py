@@ -17,13 +17,15 @@ Apache Kafka, and checked through `GET /members/...` against numbers worked out 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import Delivery, Harness, open_harness, sign
+from connector.models import account_key
+from tests.integration.harness import Delivery, Harness, latest_by_key, open_harness, sign
 
 OL_C, GB_C, VF_C, WIX_C = "ol-held", "gb-held", "vf-held", "wix-held"
 
@@ -256,3 +258,136 @@ EXPECTED_VF = {
     "events_applied": 5,
 }
 EXPECTED_WIX = {"balance": 40, "tier": None, "events_applied": 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# point accounts: a Voucherify customer with a card in each of two loyalty campaigns, an Open
+# Loyalty member with points in two wallets
+
+
+VF_TWO, OL_TWO = "vf-two-cards", "ol-two-wallets"
+
+
+def vf_card(card: str, campaign: str) -> dict[str, Any]:
+    return {"id": card, "type": "LOYALTY_CARD", "holder_id": VF_TWO, "campaign_id": campaign}
+
+
+def vf_accrual(n: int, card: str, campaign: str, points: int, balance: int, at: str) -> Delivery:
+    tx = {
+        "id": f"vtx_{card}_{n}",
+        "type": "POINTS_ACCRUAL",
+        "voucher_id": card,
+        "campaign_id": campaign,
+        "details": {
+            "balance": {
+                "type": "loyalty_card",
+                "points": points,
+                "balance": balance,
+                "related_object": {"id": card, "type": "voucher"},
+            }
+        },
+    }
+    return vf(
+        f"ev_{card}_{n}",
+        "voucher.loyalty_card.transaction.created",
+        {"voucher": vf_card(card, campaign), "transaction": tx},
+        at,
+    )
+
+
+def ol_wallet(n: int, wallet: str | None, change: int, kind: str, amount: int, at: str) -> Delivery:
+    data: dict[str, Any] = {
+        "customer": {"customerId": OL_TWO},
+        "amount": amount,
+        "amountChange": change,
+        "amountChangeType": kind,
+        "pointsTransferId": f"pt-{wallet}-{n}",
+        "createdAt": at,
+    }
+    if wallet is not None:  # where Open Loyalty 5.x names it (api-docs webhooks.yaml)
+        data["wallet"] = {"walletType": {"code": wallet}}
+    return sign("open_loyalty", {"type": "AvailablePointsAmountChanged", "data": data})
+
+
+def test_each_account_of_a_member_keeps_its_own_balance(h: Harness) -> None:
+    worker = h.start_worker()
+    bridge = h.start_bridge()
+    h.send(
+        bridge,
+        [
+            vf_accrual(1, "v_card_a", "camp_a", 60, 60, "2026-03-01T09:00:00Z"),
+            vf_accrual(1, "v_card_b", "camp_b", 5, 5, "2026-03-01T09:00:30Z"),
+            vf_accrual(2, "v_card_a", "camp_a", 40, 100, "2026-03-01T09:01:00Z"),
+            # the default wallet (named, and not named as OSS and legacy payloads do) and miles
+            ol_wallet(1, "default", 10, "add", 10, "2026-03-01T09:00:00Z"),
+            ol_wallet(2, None, 5, "add", 15, "2026-03-01T09:02:00Z"),
+            ol_wallet(1, "miles", 500, "add", 500, "2026-03-01T09:01:00Z"),
+            ol_wallet(2, "miles", 200, "subtract", 300, "2026-03-01T09:03:00Z"),
+        ],
+    )
+    vf_member = h.wait_member(
+        worker,
+        "voucherify",
+        "default",
+        VF_TWO,
+        lambda m: len(m["accounts"]) == 2 and sum(a["events_applied"] for a in m["accounts"]) == 3,
+    )
+    ol_member = h.wait_member(
+        worker,
+        "open_loyalty",
+        "default",
+        OL_TWO,
+        lambda m: len(m["accounts"]) == 2 and sum(a["events_applied"] for a in m["accounts"]) == 4,
+    )
+
+    def figures(member: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+        return {
+            a["account_id"]: (a["balance"], a["computed_balance"], a["drift"], a["lifetime_earned"])
+            for a in member["accounts"]
+        }
+
+    # card A at 100, card B at 5: each its own balance, no drift (before: 5, computed 105)
+    assert figures(vf_member) == {"camp_a": (100, 100, 0, 100), "camp_b": (5, 5, 0, 5)}
+    assert figures(ol_member) == {"default": (15, 15, 0, 15), "miles": (300, 300, 0, 500)}
+    # the top level is the primary account (the single-account answer): default, else first
+    assert (ol_member["account_id"], ol_member["balance"]) == ("default", 15)
+    assert vf_member["account_id"] in ("camp_a", "camp_b")
+
+    status, one = h.member(worker, "voucherify", "default", f"{VF_TWO}?account=camp_b")
+    assert status == 200 and (one["account_id"], one["balance"]) == ("camp_b", 5), one
+    assert "accounts" not in one
+    status, none = h.member(worker, "voucherify", "default", f"{VF_TWO}?account=camp_z")
+    assert status == 404 and "camp_a" in none["error"], none
+    status, bad = h.member(worker, "voucherify", "default", f"{VF_TWO}?account=a:b")
+    assert status == 400, bad
+
+    # loyalty.balances: one record per account, keyed so compaction keeps each
+    h.wait_caught_up()
+    balances = latest_by_key(h.read("balances"))
+    vf_key, ol_key = f"voucherify:default:{VF_TWO}", f"open_loyalty:default:{OL_TWO}"
+    assert balances[account_key(vf_key, "camp_a")].balance == 100
+    assert balances[account_key(vf_key, "camp_b")].balance == 5
+    assert vf_key not in balances  # its default record only indexes the cards: not published
+    assert balances[ol_key].balance == 15 and balances[ol_key].account_id == "default"
+    assert balances[account_key(ol_key, "miles")].balance == 300
+    # the ledger: every entry names its account, keyed by the member (one partition, in order)
+    entries = [r.value for r in h.read("ledger") if r.key in (vf_key, ol_key)]
+    by_account: dict[tuple[str, str], Any] = {}
+    for e in entries:
+        by_account[(e.member_key, e.account_id)] = (
+            by_account.get((e.member_key, e.account_id), 0) + e.points_delta
+        )
+    assert by_account == {
+        (vf_key, "camp_a"): 100,
+        (vf_key, "camp_b"): 5,
+        (ol_key, "default"): 15,
+        (ol_key, "miles"): 300,
+    }
+    # the members CLI shows the accounts, and one with --account
+    done = h.cli("members", "open_loyalty", "default", OL_TWO, "--url", worker.url)
+    assert done.returncode == 0, done.stderr
+    assert {a["account_id"] for a in json.loads(done.stdout)["accounts"]} == {"default", "miles"}
+    done = h.cli(
+        "members", "open_loyalty", "default", OL_TWO, "--url", worker.url, "--account", "miles"
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["balance"] == 300, done.stdout

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,48 @@ def test_incompatible_registered_schema_stops_the_worker_at_start(
     assert "FULL_TRANSITIVE" in log, log
     # nothing of ours was registered under that subject
     assert httpx.get(f"{url}/subjects/{subject}/versions", timeout=10).json() == [1]
+
+
+OLD_RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "schemas" / "0.1.0"
+
+
+def test_account_ids_evolve_the_released_schemas_under_full_transitive(
+    schema_registry: Any, topic_prefix: str
+) -> None:
+    """The account dimension (issue 13) is a compatible change of the 0.1.0 schemas.
+
+    The five subjects are registered with the schemas as released in 0.1.0 (copied verbatim
+    into tests/fixtures/schemas/0.1.0), under FULL_TRANSITIVE; then the current schemas must
+    register as second versions, and records cross both ways: an old reader reads a new
+    record (it skips `account_id`), a new reader reads an old record (`default`).
+    """
+    url = schema_registry.url
+    topics = Topics(topic_prefix)
+
+    def codec(schema_dir: Path = SCHEMA_DIR) -> RegistryCodec:
+        return RegistryCodec(make_client(url), topics, url=url, schema_dir=schema_dir)
+
+    old_ids = codec(OLD_RELEASE).register_all()
+    new_ids = codec().register_all()  # would raise RegistryError if the registry refused it
+    for record in ("events", "ledger", "balances", "tiers"):
+        subject = f"{topics.all()[record]}-value"
+        assert new_ids[subject] != old_ids[subject], subject
+        assert httpx.get(f"{url}/subjects/{subject}/versions", timeout=10).json() == [1, 2]
+        rule = httpx.get(f"{url}/config/{subject}", timeout=10).json()
+        assert rule.get("compatibilityLevel", rule.get("compatibility")) == "FULL_TRANSITIVE"
+    dlq = f"{topics.dlq}-value"
+    assert new_ids[dlq] == old_ids[dlq]  # DeadLetter did not change
+
+    entry = replace(_entry(), account_id="camp_a")
+    written = codec().encode(entry)  # a new worker's record, with its account
+    old_view = codec(OLD_RELEASE).decode_dict(written)[1]
+    assert "account_id" not in old_view and old_view["entry_id"] == entry.entry_id
+    # an old worker's record: the 0.1.0 schema, registered id, no account_id
+    old = codec(OLD_RELEASE)
+    old.register_all()
+    body = io.BytesIO()
+    plain = {k: v for k, v in to_dict(_entry()).items() if k != "account_id"}
+    fastavro.schemaless_writer(body, old.schemas["LedgerEntry"], plain)
+    subject = f"{topics.ledger}-value"
+    old_record = b"\x00" + old_ids[subject].to_bytes(4, "big") + body.getvalue()
+    assert codec().decode(old_record, LedgerEntry) == _entry()  # account_id: "default"

@@ -137,7 +137,8 @@ def test_the_wheel_installed_in_a_fresh_venv_decodes_and_runs_the_demo(
     assert str(home) in where.stdout and str(ROOT) not in where.stdout, where.stdout
 
     version = _run([str(cli), "--version"], work, env, 60)
-    assert version.returncode == 0 and version.stdout.strip() == "loyalty-connector 0.1.0"
+    released = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version.returncode == 0 and version.stdout.strip() == f"loyalty-connector {released}"
 
     sample = _run(
         [str(py), "-c", "from connector.resources import samples_dir; print(samples_dir())"],

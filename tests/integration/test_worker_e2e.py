@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from connector.models import DeadLetter, EntryOrigin, EventType, LedgerEntry, MemberBalance, Tier
+from connector.models import (
+    DEFAULT_ACCOUNT,
+    DeadLetter,
+    EntryOrigin,
+    EventType,
+    LedgerEntry,
+    MemberBalance,
+    Tier,
+    account_key,
+)
 from tests.integration.harness import (
     Delivery,
     Harness,
@@ -56,6 +65,16 @@ WIX_ACCOUNT = "wix.loyalty.v1.account_updated"
 
 def key(member: tuple[str, str, str]) -> str:
     return ":".join(member)
+
+
+# Each member's points account: Voucherify's is its loyalty campaign (the harness's card is in
+# `camp_loyalty`); the others keep one account per member.
+ACCOUNTS = {VF: "camp_loyalty"}
+
+
+def akey(member: tuple[str, str, str]) -> str:
+    """The member's account's key on loyalty.balances and loyalty.tiers."""
+    return account_key(key(member), ACCOUNTS.get(member, DEFAULT_ACCOUNT))
 
 
 @pytest.fixture
@@ -231,7 +250,14 @@ DUPLICATES = 3
 LEDGER = {
     OL: [(EARNED, REPORTED, D(100), D(0), D(100)), (REDEEMED, REPORTED, D(-30), D(100), D(70))],
     VF: [(EARNED, REPORTED, D(50), D(0), D(50)), (REDEEMED, REPORTED, D(-20), D(50), D(30))],
-    GB: [(EARNED, DERIVED, D(50), D(0), D(50)), (REDEEMED, DERIVED, D(-20), D(50), D(30))],
+    # the 10:10 profile (999) arrives last and takes its place between 10:00 and 10:20: its
+    # rise is booked and the 10:20 fall corrected; the 10:00 profile re-sent says nothing new
+    GB: [
+        (EARNED, DERIVED, D(50), D(0), D(50)),
+        (REDEEMED, DERIVED, D(-20), D(50), D(30)),
+        (EARNED, DERIVED, D(949), D(30), D(979)),
+        (REDEEMED, DERIVED, D(-949), D(979), D(30)),
+    ],
     WIX: [
         (EARNED, DERIVED, D(100), D(0), D(100)),
         (REDEEMED, DERIVED, D(-40), D(100), D(60)),
@@ -266,15 +292,16 @@ EXPECTED: dict[tuple[str, str, str], dict[str, Any]] = {
         lifetime_adjusted=0,
         tier={"id": "ltr_silver", "name": "Silver", "order": None},
     ),
-    # snapshots 50 then 30 (the 10:10 one is stale); pending from the newest snapshot: 0
+    # profiles by created_at 50 (10:00), 999 (10:10, read last), 30 (10:20): the balance and
+    # pending are the newest profile's; earned 50 + 949, redeemed 969
     GB: dict(
         balance=30,
         computed_balance=30,
         reported_balance=30,
         drift=0,
         pending_points=0,
-        lifetime_earned=50,
-        lifetime_redeemed=20,
+        lifetime_earned=999,
+        lifetime_redeemed=969,
         lifetime_expired=0,
         lifetime_adjusted=0,
         tier={"id": None, "name": "silver", "order": 2},
@@ -385,9 +412,9 @@ def test_four_providers_end_to_end(h: Harness) -> None:
 
     # -- loyalty.balances (compacted: latest per member) ---------------------------------------
     balances: dict[str, MemberBalance] = latest_by_key(h.read("balances"))
-    assert set(balances) == {key(m) for m in MEMBERS}
+    assert set(balances) == {akey(m) for m in MEMBERS}
     for member in MEMBERS:
-        b = balances[key(member)]
+        b = balances[akey(member)]
         e = EXPECTED[member]
         assert (b.balance, b.computed_balance, b.reported_balance, b.drift, b.pending_points) == (
             e["balance"],
@@ -415,7 +442,7 @@ def test_four_providers_end_to_end(h: Harness) -> None:
     # -- loyalty.tiers ----------------------------------------------------------------------
     tiers = by_member(h.read("tiers"))
     for member in MEMBERS:
-        assert [(t.tier, t.previous) for t in tiers[key(member)]] == TIERS[member], member
+        assert [(t.tier, t.previous) for t in tiers[akey(member)]] == TIERS[member], member
 
     # -- loyalty.webhooks.dlq ------------------------------------------------------------------
     dlq = h.read("dlq")
@@ -443,11 +470,12 @@ def test_four_providers_end_to_end(h: Harness) -> None:
     assert len(lines) == len(h.read("balances"))
     latest = {line["key"]: line for line in lines}  # one partition per key: file order = offsets
     for member in MEMBERS:
-        line = latest[key(member)]
+        line = latest[akey(member)]
         assert line["member_key"] == key(member)
+        assert line["account_id"] == ACCOUNTS.get(member, DEFAULT_ACCOUNT)
         for field in ("balance", "computed_balance", "drift", "pending_points", "tier"):
             assert line[field] == EXPECTED[member][field], (member, field)
-        assert line["events_applied"] == balances[key(member)].events_applied
+        assert line["events_applied"] == balances[akey(member)].events_applied
 
     worker.stop()
     bridge.stop()

@@ -23,6 +23,7 @@ from tests.integration.test_worker_e2e import (
     LEDGER,
     MEMBERS,
     TIERS,
+    akey,
     by_member,
     key,
     phases,
@@ -81,11 +82,11 @@ def test_exactly_once_counts_each_movement_once_across_a_crash(h: Harness) -> No
 
     tiers = by_member(h.read("tiers"))
     for member in MEMBERS:
-        assert [(t.tier, t.previous) for t in tiers[key(member)]] == TIERS[member], member
+        assert [(t.tier, t.previous) for t in tiers[akey(member)]] == TIERS[member], member
 
     balances: dict[str, MemberBalance] = latest_by_key(h.read("balances"))
     for member in MEMBERS:
-        b, e = balances[key(member)], EXPECTED[member]
+        b, e = balances[akey(member)], EXPECTED[member]
         assert (b.balance, b.computed_balance, b.drift, b.pending_points, b.tier) == (
             e["balance"],
             e["computed_balance"],

@@ -225,3 +225,6 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"loyalty-connector {version('loyalty-connector')}"
+    import connector
+
+    assert connector.__version__ == version("loyalty-connector")  # the bridge's OpenAPI version

@@ -580,7 +580,7 @@ def test_apply_does_not_change_its_input() -> None:
 
 def test_event_for_another_member_is_refused() -> None:
     state = apply(None, ev("e1", customer="c1"), now=NOW).state
-    with pytest.raises(ValueError, match="routed by member key"):
+    with pytest.raises(ValueError, match="applied to their own account"):
         apply(state, ev("e2", customer="c2"), now=NOW)
 
 

@@ -23,8 +23,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.domain.ledger import MemberState, apply
-from connector.models import LoyaltyEvent, Tier
+from connector.domain.ledger import MemberState, apply, with_account
+from connector.models import LoyaltyEvent, Tier, account_key
 from connector.providers.base import DecodeContext
 from connector.providers.gameball import Gameball
 from connector.providers.open_loyalty import OpenLoyalty
@@ -421,12 +421,12 @@ CARD = {"id": "v_card", "type": "LOYALTY_CARD", "holder_id": CUSTOMER, "campaign
 CUST = {"id": CUSTOMER, "object": "customer"}
 
 
-def balance_obj(points: int, balance: int) -> dict[str, Any]:
+def balance_obj(points: int, balance: int, card_id: str = "v_card") -> dict[str, Any]:
     return {
         "type": "loyalty_card",
         "points": points,
         "balance": balance,
-        "related_object": {"id": "v_card", "type": "voucher"},
+        "related_object": {"id": card_id, "type": "voucher"},
     }
 
 
@@ -441,13 +441,25 @@ VF_OPS = st.lists(
 )
 
 
-def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
-    """Voucherify webhooks; `twin` = the movement is also reported by a second webhook."""
+def vf_sent(
+    ops: list[tuple[str, int, bool]],
+    acct: Account,
+    card_id: str = "v_card",
+    campaign: str = "camp_1",
+) -> list[Delivery]:
+    """Voucherify webhooks of one loyalty card (in `campaign`); `twin` = the movement is also
+    reported by a second webhook."""
     sent: list[Delivery] = []
     n = 0
+    card = {**CARD, "id": card_id, "campaign_id": campaign}
+    tag = "" if card_id == "v_card" else f"{card_id}_"
+
+    def bal(points: int, balance: int) -> dict[str, Any]:
+        return balance_obj(points, balance, card_id)
 
     def send(event_id: str, type_: str, data: dict[str, Any]) -> None:
         nonlocal n
+        event_id = tag + event_id
         sent.append(
             Delivery(dumps(vf_envelope(event_id, type_, data, n)), f"whs_{event_id}", at(n))
         )
@@ -455,7 +467,7 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
 
     for i, (op, k, twin) in enumerate(ops):
         value = k * 10
-        cause = {"id": f"evcus_order_{i}", "type": "customer.order.paid"}
+        cause = {"id": f"{tag}evcus_order_{i}", "type": "customer.order.paid"}
         rule = {"id": "ern_1"}
         if op == "accrue":
             acct.balance += value
@@ -465,19 +477,19 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                 "customer.rewarded.loyalty_points",
                 {
                     "customer": CUST,
-                    "voucher": CARD,
+                    "voucher": card,
                     "earning_rule": rule,
                     "event": cause,
-                    "balance": balance_obj(value, acct.balance),
+                    "balance": bal(value, acct.balance),
                 },
             )
             if twin:  # ... and the POINTS_ACCRUAL transaction of the same accrual
                 tx = {
-                    "id": f"vtx_acc_{i}",
+                    "id": f"{tag}vtx_acc_{i}",
                     "type": "POINTS_ACCRUAL",
-                    "voucher_id": "v_card",
+                    "voucher_id": card_id,
                     "details": {
-                        "balance": balance_obj(value, acct.balance),
+                        "balance": bal(value, acct.balance),
                         "event": cause,
                         "earning_rule": rule,
                     },
@@ -485,7 +497,7 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                 send(
                     f"ev_tx_{i}",
                     "voucher.loyalty_card.transaction.created",
-                    {"voucher": CARD, "transaction": tx, "event": cause},
+                    {"voucher": card, "transaction": tx, "event": cause},
                 )
         elif op == "redeem":
             value = min(value, acct.balance)
@@ -493,20 +505,20 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                 continue
             acct.balance -= value
             tx = {
-                "id": f"vtx_red_{i}",
+                "id": f"{tag}vtx_red_{i}",
                 "type": "POINTS_REDEMPTION",
-                "voucher_id": "v_card",
-                "details": {"balance": balance_obj(-value, acct.balance)},
+                "voucher_id": card_id,
+                "details": {"balance": bal(-value, acct.balance)},
             }
             send(
                 f"ev_red_{i}",
                 "voucher.loyalty_card.transaction.created",
-                {"voucher": CARD, "transaction": tx},
+                {"voucher": card, "transaction": tx},
             )
         else:
             pending = {
-                "id": f"lopp_{i}",
-                "voucher_id": "v_card",
+                "id": f"{tag}lopp_{i}",
+                "voucher_id": card_id,
                 "points": value,
                 "details": {"event": cause, "earning_rule": rule},
             }
@@ -515,9 +527,9 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                 "voucher.loyalty_card.pending_points.added",
                 {
                     "customer": CUST,
-                    "voucher": CARD,
+                    "voucher": card,
                     "pending_points": pending,
-                    "voucher_pending_points_balance": balance_obj(value, value),
+                    "voucher_pending_points_balance": bal(value, value),
                 },
             )
             if op == "pend-cancel":
@@ -526,22 +538,22 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                     "voucher.loyalty_card.pending_points.canceled",
                     {
                         "customer": CUST,
-                        "voucher": CARD,
+                        "voucher": card,
                         "pending_points": pending,
-                        "voucher_pending_points_balance": balance_obj(-value, 0),
+                        "voucher_pending_points_balance": bal(-value, 0),
                     },
                 )
                 continue
             acct.balance += value
             tx = {
-                "id": f"vtx_act_{i}",
+                "id": f"{tag}vtx_act_{i}",
                 "type": "PENDING_POINTS_ACTIVATION",
-                "voucher_id": "v_card",
+                "voucher_id": card_id,
                 "details": {
-                    "balance": balance_obj(value, acct.balance),
+                    "balance": bal(value, acct.balance),
                     "event": cause,
                     "earning_rule": rule,
-                    "pending_points": {"id": f"lopp_{i}"},
+                    "pending_points": {"id": f"{tag}lopp_{i}"},
                 },
             }
             send(
@@ -549,17 +561,17 @@ def vf_sent(ops: list[tuple[str, int, bool]], acct: Account) -> list[Delivery]:
                 "voucher.loyalty_card.pending_points.activated",
                 {
                     "customer": CUST,
-                    "voucher": CARD,
+                    "voucher": card,
                     "pending_points": pending,
                     "transaction": tx,
-                    "balance": balance_obj(value, acct.balance),
+                    "balance": bal(value, acct.balance),
                 },
             )
             if twin:  # a transaction.created for the activation's transaction (same vtx)
                 send(
                     f"ev_acttx_{i}",
                     "voucher.loyalty_card.transaction.created",
-                    {"voucher": CARD, "transaction": tx},
+                    {"voucher": card, "transaction": tx},
                 )
     return sent
 
@@ -578,3 +590,72 @@ def test_voucherify_streams_count_each_movement_once_and_release_pending(
     assert state.computed_balance == acct.balance
     assert state.balance == acct.balance
     assert state.pending_points == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# accounts: a customer with a loyalty card in each of two campaigns
+
+
+def run_accounts(provider: Any, deliveries: list[Delivery]) -> dict[str, MemberState]:
+    """The ledger over `deliveries` as the worker runs it: one record per account (key
+    `account_key`), and the member's default record indexing the other accounts."""
+    states: dict[str, MemberState] = {}
+    for i, d in enumerate(deliveries):
+        context = DecodeContext(tenant=None, received_at=d.received, delivery=d.key)
+        for event in provider.decode(d.body, d.headers, context):
+            now = T0 + timedelta(days=1, seconds=i)
+            states[event.account_key] = apply(
+                states.get(event.account_key), event, now=now, offset=i
+            ).state
+            index = with_account(states.get(event.member_key), event, now)
+            if index is not None:
+                states[event.member_key] = index
+    return states
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ops_a=VF_OPS, ops_b=VF_OPS)
+def test_two_voucherify_cards_never_mix_whatever_the_interleaving(
+    data: st.DataObject, ops_a: list[tuple[str, int, bool]], ops_b: list[tuple[str, int, bool]]
+) -> None:
+    a, b = Account(), Account()
+    sent_a = vf_sent(ops_a, a, "v_card_a", "camp_a")
+    sent_b = vf_sent(ops_b, b, "v_card_b", "camp_b")
+    # the two cards' webhooks interleaved in any order, each card's with the usual faults
+    mixed = data.draw(st.permutations(data.draw(delivered(sent_a)) + data.draw(delivered(sent_b))))
+    states = run_accounts(Voucherify(), mixed)
+    member = f"voucherify:default:{CUSTOMER}"
+    for campaign, acct, sent in (("camp_a", a, sent_a), ("camp_b", b, sent_b)):
+        key = account_key(member, campaign)
+        if not sent:
+            assert key not in states
+            continue
+        state = states[key]
+        assert state.account_id == campaign
+        assert (state.computed_balance, state.balance) == (acct.balance, acct.balance)
+        assert state.pending_points == 0
+    if not sent_a and not sent_b:
+        assert states == {}
+        return
+    index = states[member]
+    assert sorted(index.accounts) == sorted(
+        c for c, s in (("camp_a", sent_a), ("camp_b", sent_b)) if s
+    )
+    assert index.events_applied == 0  # only an index: no points of its own
+
+
+def test_the_issues_two_card_customer_shows_each_cards_balance() -> None:
+    # card A at 100, card B at 10: before accounts, the member showed whichever moved last
+    # (10), computed 110, drift -100
+    sent = vf_sent([("accrue", 10, False)], Account(), "v_card_a", "camp_a") + vf_sent(
+        [("accrue", 1, True)], Account(), "v_card_b", "camp_b"
+    )
+    states = run_accounts(Voucherify(), sent)
+    member = f"voucherify:default:{CUSTOMER}"
+    got = {
+        s.account_id: (s.balance, s.computed_balance, s.to_balance().drift)
+        for k, s in states.items()
+        if k != member
+    }
+    assert got == {"camp_a": (100, 100, 0), "camp_b": (10, 10, 0)}
+    assert states[member].accounts == ("camp_a", "camp_b")
