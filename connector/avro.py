@@ -72,6 +72,22 @@ class AvroCodec:
             self.schemas[name] = parsed
             self.fingerprints[name] = fp
             self.by_fingerprint[fp] = name
+        # Fingerprints of released schemas (schemas/history/<version>/): records an earlier
+        # release wrote are read with their own writer schema, resolved to ours.
+        self.history: dict[bytes, tuple[str, Any, str]] = {}
+        history = schema_dir / "history"
+        for version_dir in sorted(history.iterdir()) if history.is_dir() else ():
+            for name in models.RECORD_TYPES:
+                path = version_dir / f"{NAMESPACE}.{name}.avsc"
+                if not path.is_file():
+                    continue
+                try:
+                    old = load_schema(str(path))
+                except Exception as exc:
+                    raise SchemaError(f"cannot load {version_dir.name}/{path.name}: {exc}") from exc
+                fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(old), "CRC-64-AVRO"))
+                if fp not in self.by_fingerprint:
+                    self.history[fp] = (name, old, version_dir.name)
 
     def canonical_form(self, name: str) -> str:
         return str(to_parsing_canonical_form(self.schemas[name]))
@@ -134,12 +150,21 @@ class AvroCodec:
             )
         fp = bytes(data[2:HEADER_LEN])
         name = self.by_fingerprint.get(fp)
+        writer = None
         if name is None:
-            raise SchemaError(
-                f"unknown schema fingerprint {fp.hex()}: not a schema in {self.schema_dir}"
-            )
+            released = self.history.get(fp)
+            if released is None:
+                raise SchemaError(
+                    f"unknown schema fingerprint {fp.hex()}: not a schema in {self.schema_dir} "
+                    "or its history/"
+                )
+            name, writer, _ = released
         try:
-            datum = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), self.schemas[name])
+            body = io.BytesIO(data[HEADER_LEN:])
+            if writer is None:
+                datum = fastavro.schemaless_reader(body, self.schemas[name])
+            else:  # written by an earlier release: resolve its schema to ours
+                datum = fastavro.schemaless_reader(body, writer, self.schemas[name])
         except Exception as exc:
             raise SchemaError(f"{name} body is malformed: {type(exc).__name__}: {exc}") from None
         if not isinstance(datum, dict):

@@ -284,7 +284,7 @@ def test_incompatible_registered_schema_stops_the_worker_at_start(
     assert httpx.get(f"{url}/subjects/{subject}/versions", timeout=10).json() == [1]
 
 
-OLD_RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "schemas" / "0.1.0"
+OLD_RELEASE = SCHEMA_DIR / "history" / "0.1.0"
 
 
 def test_account_ids_evolve_the_released_schemas_under_full_transitive(
@@ -293,7 +293,7 @@ def test_account_ids_evolve_the_released_schemas_under_full_transitive(
     """The account dimension (issue 13) is a compatible change of the 0.1.0 schemas.
 
     The five subjects are registered with the schemas as released in 0.1.0 (copied verbatim
-    into tests/fixtures/schemas/0.1.0), under FULL_TRANSITIVE; then the current schemas must
+    into schemas/history/0.1.0), under FULL_TRANSITIVE; then the current schemas must
     register as second versions, and records cross both ways: an old reader reads a new
     record (it skips `account_id`), a new reader reads an old record (`default`).
     """

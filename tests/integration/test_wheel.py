@@ -42,12 +42,15 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_the_wheel_carries_the_schemas_samples_and_pom(dist: dict[str, Path]) -> None:
     with zipfile.ZipFile(dist["wheel"]) as whl:
         names = set(whl.namelist())
-        for schema in sorted((ROOT / "schemas").glob("*.avsc")):
-            packaged = f"connector/schemas/{schema.name}"
+        # every schema, and the released ones under history/, the same bytes as schemas/
+        sources = sorted((ROOT / "schemas").rglob("*.avsc"))
+        assert any("history" in p.parts for p in sources)
+        for schema in sources:
+            packaged = f"connector/schemas/{schema.relative_to(ROOT / 'schemas').as_posix()}"
             assert packaged in names, packaged
             assert whl.read(packaged) == schema.read_bytes(), f"{packaged} differs from schemas/"
         assert {n for n in names if n.startswith("connector/schemas/")} == {
-            f"connector/schemas/{p.name}" for p in (ROOT / "schemas").glob("*.avsc")
+            f"connector/schemas/{p.relative_to(ROOT / 'schemas').as_posix()}" for p in sources
         }
         assert "connector/embedded/kafka_pom.xml" in names
         samples = sorted(

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector import models
-from connector.avro import SCHEMA_DIR, AvroCodec, default_codec
+from connector.avro import SCHEMA_DIR, SINGLE_OBJECT_MAGIC, AvroCodec, default_codec
 from connector.errors import SchemaError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -218,3 +218,45 @@ def test_points_are_exact(raw: object, expected: str) -> None:
 def test_points_refuse_non_numbers(raw: object) -> None:
     with pytest.raises(ValueError):
         models.points(raw)
+
+
+# ---------------------------------------------------------------------------------------------
+# released schemas stay readable (schemas/history/)
+
+
+def test_records_written_by_the_0_1_0_release_decode_with_the_default_account() -> None:
+    old = AvroCodec(SCHEMA_DIR / "history" / "0.1.0")
+    d = Decimal("1.00")
+    entry = models.LedgerEntry(
+        "e1:POINTS_EARNED",
+        "wix:s:c",
+        models.Provider.WIX,
+        "s",
+        "c",
+        "e1",
+        models.EntryOrigin.DERIVED,
+        models.EventType.POINTS_EARNED,
+        d,
+        d,
+        d,
+        NOW,
+        NOW,
+    )
+    plain = {k: v for k, v in models.to_dict(entry).items() if k != "account_id"}
+    body = old.encode_body("LedgerEntry", plain)  # exactly what a 0.1.0 worker wrote
+    written = SINGLE_OBJECT_MAGIC + old.fingerprints["LedgerEntry"] + body
+    codec = default_codec()
+    assert old.fingerprints["LedgerEntry"] != codec.fingerprints["LedgerEntry"]
+    assert codec.decode(written, models.LedgerEntry) == entry  # account_id: "default"
+
+
+def test_every_history_version_is_complete_and_distinct_from_the_current_schemas() -> None:
+    codec = default_codec()
+    versions = sorted(p for p in (SCHEMA_DIR / "history").iterdir() if p.is_dir())
+    assert versions, "schemas/history/ keeps the released versions"
+    for version in versions:
+        old = AvroCodec(version)  # loads every record: a release's files are complete
+        changed = [n for n in old.fingerprints if old.fingerprints[n] != codec.fingerprints[n]]
+        assert changed, f"{version.name} equals the current schemas: nothing to keep"
+        for name in changed:
+            assert old.fingerprints[name] in codec.history, (version.name, name)
