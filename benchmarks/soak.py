@@ -23,6 +23,11 @@ providers would sign them, for N members. Each member's provider delivers in one
   PENDING_POINTS_ACTIVATION twin) or canceled;
 * Gameball v4 profiles (created_at) and v3 flat profiles (no time, no id);
 * Wix account snapshots by revision, whose tier a newer revision may clear (`"tier": null`).
+* point accounts: two of three Voucherify customers hold a card in a second loyalty campaign
+  (`camp_travel`, its own card id and tiers), two of three Open Loyalty legacy/Cloud members
+  points in a second wallet (5.x subscription `AvailablePointsAmountChanged` naming wallet type
+  `miles`); each account is its own oracle member, keyed by its account key, and some steps
+  move both accounts of a customer at once.
 
 With trouble mixed in:
 
@@ -108,6 +113,7 @@ from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from connector.avro import default_codec  # noqa: E402
 from connector.embedded.kafka import KafkaBroker  # noqa: E402
 from connector.inspect import read_to_end  # noqa: E402
+from connector.models import DEFAULT_ACCOUNT, account_key  # noqa: E402
 from connector.providers import PROVIDERS  # noqa: E402
 from connector.providers.open_loyalty import OpenLoyalty  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
@@ -140,6 +146,14 @@ OL_TIERS = [("lvl-bronze", "Bronze"), ("lvl-silver", "Silver"), ("lvl-gold", "Go
 VF_TIERS = [("ltr_bronze", "Bronze"), ("ltr_silver", "Silver"), ("ltr_gold", "Gold")]
 GB_TIERS = [("Bronze", 1), ("Silver", 2), ("Gold", 3)]
 WIX_TIERS = ["tier-a", "tier-b", "tier-c"]
+# Point accounts: a Voucherify customer holds one loyalty card per loyalty campaign (the account
+# is the campaign; tiers are the campaign's too), an Open Loyalty member points in several wallet
+# types (the account is the wallet type's code; levels stay on the member's default account).
+VF_CAMPAIGNS = ("camp_loyalty", "camp_travel")
+OL_WALLET = "miles"
+# A step of a multi-account customer that moves every account it holds (one order earning in
+# both programs or wallets), so the accounts' deliveries are interleaved within one step too.
+P_BOTH = 0.12
 
 
 def log(msg: str) -> None:
@@ -162,6 +176,12 @@ def log(msg: str) -> None:
 # * gb_v4 / gb_v3: Gameball v4 `customer.profile.updated` (created_at) / v3 flat profiles
 #   (playerUniqueId, activatedPoints, pendingPoints, levelName, levelOrder; no time, no id);
 # * wix: Wix account snapshots (revision), whose tier may be cleared (`"tier": null`).
+# Second accounts (not in FLAVOURS: `Workload` gives them to some vf and ol_pair customers):
+# * vf with account camp_travel: the customer's card in a second loyalty campaign, delivered
+#   as the first card's are;
+# * ol_wallet: Open Loyalty 5.x subscription `AvailablePointsAmountChanged` in the member's
+#   second wallet (`data.wallet.walletType.code` = OL_WALLET), HMAC-signed; the default wallet
+#   keeps the ol_pair shapes (and, sometimes, the 5.x shape naming the default wallet).
 FLAVOURS: dict[str, tuple[str, ...]] = {
     "open_loyalty": ("ol_pair", "ol_oss", "ol_oss_signed"),
     "voucherify": ("vf",),
@@ -175,8 +195,8 @@ ORDERED = frozenset({"ol_oss", "gb_v3"})
 OL_STATIC_HEADER = {
     k: v for k, v in test_secrets()["open_loyalty"].items() if k.startswith("header")
 }
-# Steps at which a member of a flavour does a given thing, so every run, however short, has each
-# shape at least once (the random draw adds more).
+# Steps at which a member of a flavour (`flavour@account`: of that account) does a given thing, so
+# every run, however short, has each shape at least once (the random draw adds more).
 FORCED: dict[int, tuple[str, str]] = {
     4: ("ol_oss", "repeat"),
     5: ("ol_oss_signed", "repeat"),
@@ -186,6 +206,10 @@ FORCED: dict[int, tuple[str, str]] = {
     11: ("ol_oss", "cancel"),
     12: ("ol_oss_signed", "unlock"),
     13: ("ol_oss_signed", "expire"),
+    14: ("ol_wallet", "earn"),
+    15: ("vf@camp_travel", "earn"),
+    16: ("ol_wallet", "spend"),
+    17: ("vf@camp_travel", "tier"),
     18: ("vf", "pending"),
     19: ("vf", "cancel_pending"),
     20: ("vf", "pending"),
@@ -193,6 +217,11 @@ FORCED: dict[int, tuple[str, str]] = {
     22: ("vf", "pending"),
     24: ("wix", "tier"),
     25: ("wix", "tier_clear"),
+    26: ("ol_pair", "both"),
+    27: ("vf", "both"),
+    28: ("ol_pair", "sub_default"),
+    29: ("vf@camp_travel", "pending"),
+    31: ("vf@camp_travel", "activate"),
     120: ("ol_oss", "repeat"),
     130: ("gb_v3", "repeat"),
 }
@@ -200,12 +229,21 @@ FORCED: dict[int, tuple[str, str]] = {
 
 @dataclass
 class Member:
-    """One member's true account at the provider: the oracle."""
+    """One points account of a member, as the provider keeps it: the oracle.
+
+    A customer holding several accounts (two Voucherify loyalty cards, two Open Loyalty wallets)
+    is several Members with the same customer id and different `account`s.
+    """
 
     provider: str
     customer: str
     tenant: str
     flavour: str
+    # the provider's account: the Voucherify loyalty campaign of the card, the Open Loyalty
+    # wallet type code, `default` for the default wallet and for Gameball and Wix
+    account: str = DEFAULT_ACCOUNT
+    card: str | None = None  # Voucherify: the loyalty card's voucher id
+    multi: bool = False  # the customer holds another account too
     balance: int = 0
     pending: int = 0
     reported: bool = False  # the provider has stated a balance (so reported_balance is set)
@@ -221,8 +259,13 @@ class Member:
     sent: bool = False
 
     @property
-    def key(self) -> str:
+    def member_key(self) -> str:
         return f"{self.provider}:{self.tenant}:{self.customer}"
+
+    @property
+    def key(self) -> str:
+        """The account's key on `loyalty.balances` and `loyalty.tiers`."""
+        return account_key(self.member_key, self.account)
 
     @property
     def ordered(self) -> bool:
@@ -236,6 +279,7 @@ class Member:
             "reported_balance": Decimal(self.balance) if self.reported else None,
             "pending_points": Decimal(self.pending),
             "tier": self.tier,
+            "account_id": self.account,
         }
 
 
@@ -298,6 +342,35 @@ def ol_oss_amount_changed(
     }
 
 
+def ol_subscription_amount_changed(
+    customer: str,
+    transfer_id: str,
+    change: int,
+    change_type: str,
+    amount: int,
+    at: str,
+    wallet_type: dict[str, Any],
+) -> dict[str, Any]:
+    """Open Loyalty 5.x subscription `AvailablePointsAmountChanged` (api-docs
+    `doc/openapi-new/webhooks.yaml`): the customer nested, the wallet the points moved in
+    (`walletType.code`), the balance after in that wallet (`amount`), camelCase fields."""
+    return {
+        "type": "AvailablePointsAmountChanged",
+        "data": {
+            "customer": {"customerId": customer, "loyaltyCardNumber": f"card-{customer}"},
+            "wallet": {
+                "walletId": f"wal-{customer}-{wallet_type['code']}",
+                "walletType": wallet_type,
+            },
+            "amount": float(amount),
+            "amountChange": float(change),
+            "amountChangeType": change_type,
+            "pointsTransferId": transfer_id,
+            "createdAt": at.replace("Z", "+00:00"),
+        },
+    }
+
+
 def gb_v3_profile(
     customer: str, *, activated: int, pending: int, tier: str, tier_order: int
 ) -> dict[str, Any]:
@@ -312,23 +385,25 @@ def gb_v3_profile(
     }
 
 
-def _vf_card(customer: str, balance: int, pending: int) -> dict[str, Any]:
+def _vf_card(customer: str, balance: int, pending: int, campaign: str, card: str) -> dict[str, Any]:
     return {
-        "id": f"v_{customer}",
-        "code": f"LC-{customer}",
+        "id": card,
+        "code": f"LC-{card.removeprefix('v_')}",
         "loyalty_card": {"points": balance, "balance": balance, "pending_points": pending},
         "type": "LOYALTY_CARD",
-        "campaign_id": "camp_loyalty",
+        "campaign_id": campaign,
         "holder_id": customer,
         "object": "voucher",
     }
 
 
-def _vf_pending_entry(customer: str, pending_id: str, points: int, at: str) -> dict[str, Any]:
+def _vf_pending_entry(
+    customer: str, pending_id: str, points: int, at: str, campaign: str, card: str
+) -> dict[str, Any]:
     return {
         "id": pending_id,
-        "voucher_id": f"v_{customer}",
-        "campaign_id": "camp_loyalty",
+        "voucher_id": card,
+        "campaign_id": campaign,
         "customer_id": customer,
         "points": points,
         "details": {"earning_rule": {"id": "ern_soak", "source": {"banner": "Order-paid"}}},
@@ -347,16 +422,20 @@ def vf_pending(
     pending_after: int,
     at: str,
     tx_id: str | None = None,
+    campaign: str = VF_CAMPAIGNS[0],
+    card: str | None = None,
 ) -> dict[str, Any]:
     """Voucherify distribution `customer.voucher.loyalty_card.pending_points.<phase>`.
 
     `added` and `canceled` move only pending points (`voucher_pending_points_balance`);
     `activated` moves them into the balance (`balance` + its `transaction`). Shapes as in
-    tests/fixtures/voucherify/pending_points_*.json; `balance` is the available balance after.
+    tests/fixtures/voucherify/pending_points_*.json; `balance` is the available balance after,
+    on `card` (default `v_<customer>`) in loyalty campaign `campaign`.
     """
+    card = card or f"v_{customer}"
     data: dict[str, Any] = {
         "customer": {"id": customer, "source_id": f"src-{customer}", "object": "customer"},
-        "voucher": _vf_card(customer, balance, pending_after),
+        "voucher": _vf_card(customer, balance, pending_after, campaign, card),
     }
     if phase == "activated":
         data["balance"] = {
@@ -366,11 +445,11 @@ def vf_pending(
             "points": points,
             "balance": balance,
             "operation_type": "AUTOMATIC",
-            "related_object": {"id": f"v_{customer}", "type": "voucher"},
+            "related_object": {"id": card, "type": "voucher"},
         }
         data["transaction"] = {
             "id": tx_id,
-            "campaign_id": "camp_loyalty",
+            "campaign_id": campaign,
             "type": "PENDING_POINTS_ACTIVATION",
             "details": None,
             "created_at": at,
@@ -382,9 +461,9 @@ def vf_pending(
             "object": "balance",
             "points": points if phase == "added" else -points,
             "balance": pending_after,
-            "related_object": {"id": f"v_{customer}", "type": "voucher"},
+            "related_object": {"id": card, "type": "voucher"},
         }
-    data["pending_points"] = _vf_pending_entry(customer, pending_id, points, at)
+    data["pending_points"] = _vf_pending_entry(customer, pending_id, points, at, campaign, card)
     return {
         "id": f"whs_{event_id}",
         "project_id": "proj_test",
@@ -408,13 +487,30 @@ class Workload:
         self.rng = random.Random(seed)
         run = uuid.UUID(int=self.rng.getrandbits(128)).hex[:6]
         self.members: list[Member] = []
+        # a customer's accounts (one Member each), by member key
+        self.accounts: dict[str, list[Member]] = {}
+        ordinal: Counter[str] = Counter()
         for i in range(members):
             p = PROVIDER_KEYS[i % 4]
             flavours = FLAVOURS[p]
             tenant = WIX_SITE if p == "wix" else "default"
-            self.members.append(
-                Member(p, f"{p[:2]}-{run}-{i}", tenant, flavours[(i // 4) % len(flavours)])
-            )
+            flavour = flavours[(i // 4) % len(flavours)]
+            customer = f"{p[:2]}-{run}-{i}"
+            # two of every three Voucherify and Open Loyalty (legacy/Cloud) customers hold a
+            # second account: a card in a second loyalty campaign, points in a second wallet
+            multi = flavour in ("vf", "ol_pair") and ordinal[flavour] % 3 != 2
+            ordinal[flavour] += 1
+            mine: list[Member] = []
+            if flavour == "vf":
+                for n, campaign in enumerate(VF_CAMPAIGNS[: 2 if multi else 1]):
+                    card = f"v_{customer}" if n == 0 else f"v_{customer}_{campaign[5:]}"
+                    mine.append(Member(p, customer, tenant, flavour, campaign, card, multi))
+            else:
+                mine.append(Member(p, customer, tenant, flavour, multi=multi))
+                if multi:
+                    mine.append(Member(p, customer, tenant, "ol_wallet", OL_WALLET, multi=True))
+            self.members.extend(mine)
+            self.accounts[mine[0].member_key] = mine
         # provider time: strictly increasing, one second per movement (unique per member)
         self.t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
         self.seq = 0
@@ -448,9 +544,16 @@ class Workload:
         m, op = self._forced(*FORCED[self.steps]) if self.steps in FORCED else (None, None)
         if m is None:
             m = rng.choice(self.members)
-        m.sent = True
-        items = [Item("valid", d, m.key, shape) for d, shape in self._movement(m, op)]
-        if m.ordered:  # in the provider's order, one after the other
+        group = [m]
+        if m.multi and (op == "both" or (op is None and rng.random() < P_BOTH)):
+            group, op = self.accounts[m.member_key], "earn"  # one order, points in every account
+        items: list[Item] = []
+        for account in group:
+            account.sent = True
+            items += [
+                Item("valid", d, account.key, shape) for d, shape in self._movement(account, op)
+            ]
+        if m.ordered:  # in the provider's order, one after the other (never multi-account)
             for it in items:
                 it.ordered, it.after, m.last = True, m.last, it
         else:
@@ -459,7 +562,7 @@ class Workload:
         for it in items:
             out.append(it)
             if same_delivery_when_resent(it.delivery) and rng.random() < self.p_dup:
-                out.append(Item("duplicate", it.delivery, m.key, it.shape))
+                out.append(Item("duplicate", it.delivery, it.member, it.shape))
         if always or rng.random() < self.p_forged:
             out.append(Item("forged", self._forged(m), m.key))
         if always or rng.random() < self.p_big:
@@ -480,9 +583,16 @@ class Workload:
             "cancel": lambda m: m.balance > 0,
             "tier_clear": lambda m: m.tier is not None,
             "repeat": lambda m: m.movements > 0 or m.provider != "gameball",
+            "spend": lambda m: m.balance > 0,
+            "both": lambda m: m.multi,
         }
         check = ok.get(op, lambda m: True)
-        candidates = [m for m in self.members if m.flavour == flavour and check(m)]
+        flavour, _, account = flavour.partition("@")
+        candidates = [
+            m
+            for m in self.members
+            if m.flavour == flavour and (not account or m.account == account) and check(m)
+        ]
         if not candidates:
             return None, None
         return self.rng.choice(candidates), op
@@ -493,15 +603,20 @@ class Workload:
             return self._ol_pair(m, op)
         if m.flavour in ("ol_oss", "ol_oss_signed"):
             return self._ol_oss(m, op)
+        if m.flavour == "ol_wallet":
+            return self._ol_wallet(m, op)
         if m.flavour == "vf":
             return self._vf(m, op)
         if m.provider == "gameball":
             return self._gb(m, op)
         return self._wix(m, op)
 
-    def _value(self, m: Member) -> tuple[bool, int]:
-        """(spend?, points) for a plain earn or spend."""
-        spend = m.balance >= 20 and self.rng.random() < 0.35
+    def _value(self, m: Member, op: str | None = None) -> tuple[bool, int]:
+        """(spend?, points) for a plain earn or spend (`op` "earn" or "spend" says which)."""
+        if op == "spend" and m.balance > 0:
+            spend = True
+        else:
+            spend = op != "earn" and m.balance >= 20 and self.rng.random() < 0.35
         return spend, self.rng.randint(1, min(m.balance, 60)) if spend else self.rng.randint(1, 120)
 
     def _book(self, m: Member, change: int, *, reported: bool = True) -> None:
@@ -538,13 +653,28 @@ class Workload:
     def _ol_pair(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
         if self._tier_step(m, op):
             return [(self._tier(m), "tier")]
-        spend, value = self._value(m)
+        spend, value = self._value(m, op)
         self._book(m, -value if spend else value)
         at = self.at()
         tid = self.next_id(f"{m.customer}-T")
         m.movement_ids.append(tid)
         kind = "spending" if spend else "adding"
         change = "subtract" if spend else "add"
+        if op == "sub_default" or (op is None and self.rng.random() < 0.15):
+            # the Cloud's 5.x subscription about the same movement, naming the default wallet
+            wallet_type = self.rng.choice(
+                [{"code": "default"}, {"code": "default", "isDefault": True}]
+            )
+            doc = ol_subscription_amount_changed(
+                m.customer,
+                tid,
+                value,
+                change,
+                m.balance,
+                at,
+                {"walletTypeId": "wt-default", **wallet_type},
+            )
+            return [(self._ol_sign(m, doc), "ol_sub_default_wallet")]
         return [
             (
                 self._ol_sign(m, ol_points_transfer(m.customer, tid, value, at, kind=kind)),
@@ -595,6 +725,19 @@ class Workload:
             send(value, "subtract" if spend else "add", "ol_oss_spend" if spend else "ol_oss_earn")
         return out
 
+    def _ol_wallet(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
+        """A movement in the member's second wallet: the 5.x subscription shape naming it."""
+        spend, value = self._value(m, op)
+        self._book(m, -value if spend else value)
+        tid = self.next_id(f"{m.customer}-W")
+        m.movement_ids.append(tid)
+        wallet_type = {"walletTypeId": f"wt-{m.account}", "code": m.account}
+        change = "subtract" if spend else "add"
+        doc = ol_subscription_amount_changed(
+            m.customer, tid, value, change, m.balance, self.at(), wallet_type
+        )
+        return [(self._ol_sign(m, doc), "ol_sub_wallet")]
+
     def _tier(self, m: Member) -> Delivery:
         at = self.at()
         if m.provider == "open_loyalty":
@@ -604,14 +747,19 @@ class Workload:
             if m.flavour != "ol_pair":
                 del doc["data"]["levelAchievementDate"]  # OSS sends no date
             return self._ol_sign(m, doc)
+        # a tier of the card's campaign: each loyalty campaign defines its own tiers
         tid, name = self.rng.choice(VF_TIERS)
+        if m.account != VF_CAMPAIGNS[0]:
+            tid = f"{tid}_{m.account.removeprefix('camp_')}"
         m.tier = {"id": tid, "name": name}
-        return sign("voucherify", vf_tier_joined(m.customer, self.next_id("evt_"), tid, name, at))
+        doc = vf_tier_joined(m.customer, self.next_id("evt_"), tid, name, at, campaign=m.account)
+        return sign("voucherify", doc)
 
     # -- Voucherify ------------------------------------------------------------------------
 
     def _vf(self, m: Member, op: str | None) -> list[tuple[Delivery, str]]:
         rng = self.rng
+        card = {"campaign": m.account, "card": m.card}  # the card this member's points are on
         if self._tier_step(m, op):
             return [(self._tier(m), "tier")]
         if op is None:
@@ -635,6 +783,7 @@ class Workload:
                 balance=m.balance,
                 pending_after=m.pending,
                 at=at,
+                **card,
             )
             return [(sign("voucherify", doc), "vf_pending_added")]
         if op in ("activate", "cancel_pending") and m.open_pending is not None:
@@ -653,6 +802,7 @@ class Workload:
                     balance=m.balance,
                     pending_after=m.pending,
                     at=at,
+                    **card,
                 )
                 return [(sign("voucherify", doc), "vf_pending_canceled")]
             vtx = self.next_id("vtx_")
@@ -668,6 +818,7 @@ class Workload:
                 pending_after=m.pending,
                 at=at,
                 tx_id=vtx,
+                **card,
             )
             out = [(sign("voucherify", doc), "vf_pending_activated")]
             if rng.random() < 0.5:  # the project webhook about the same transaction
@@ -679,29 +830,30 @@ class Workload:
                     points,
                     m.balance,
                     at,
+                    **card,
                 )
                 out.append((sign("voucherify", twin), "vf_pending_activated"))
             return out
-        spend, value = self._value(m)
+        spend, value = self._value(m, op)
         self._book(m, -value if spend else value)
         vtx = self.next_id("vtx_")
         m.movement_ids.append(vtx)
         if spend:
             doc = vf_transaction_created(
-                m.customer, self.next_id("evt_"), vtx, "POINTS_REDEMPTION", -value, m.balance, at
+                m.customer,
+                self.next_id("evt_"),
+                vtx,
+                "POINTS_REDEMPTION",
+                -value,
+                m.balance,
+                at,
+                **card,
             )
             return [(sign("voucherify", doc), "vf_redemption")]
         args = (vtx, "POINTS_ADDITION", value, m.balance, at)
-        return [
-            (
-                sign("voucherify", vf_points_added(m.customer, self.next_id("evt_"), *args)),
-                "vf_add",
-            ),
-            (
-                sign("voucherify", vf_transaction_created(m.customer, self.next_id("evt_"), *args)),
-                "vf_add",
-            ),
-        ]
+        added = vf_points_added(m.customer, self.next_id("evt_"), *args, **card)
+        created = vf_transaction_created(m.customer, self.next_id("evt_"), *args, **card)
+        return [(sign("voucherify", added), "vf_add"), (sign("voucherify", created), "vf_add")]
 
     # -- Gameball --------------------------------------------------------------------------
 
@@ -778,7 +930,12 @@ class Workload:
     def _bogus(self, m: Member) -> tuple[str, bytes]:
         """A payload that would add a million points to `m` if anyone accepted it."""
         at = self.at()
-        if m.provider == "open_loyalty":
+        if m.flavour == "ol_wallet":
+            wallet_type = {"walletTypeId": f"wt-{m.account}", "code": m.account}
+            doc = ol_subscription_amount_changed(
+                m.customer, self.next_id("forged-"), 10**6, "add", 10**6, at, wallet_type
+            )
+        elif m.provider == "open_loyalty":
             doc = ol_points_changed(m.customer, self.next_id("forged-"), 10**6, "add", 10**6, at)
         elif m.provider == "voucherify":
             doc = vf_transaction_created(
@@ -789,6 +946,8 @@ class Workload:
                 10**6,
                 10**6,
                 at,
+                campaign=m.account,
+                card=m.card,
             )
         elif m.provider == "gameball":
             doc = gb_profile(
@@ -1379,6 +1538,24 @@ class Soak:
 # the scoreboard
 
 
+def latest(bootstrap: str, topic: str, codec: Any) -> dict[str, Any]:
+    """The latest record per key of a compacted topic (tombstones drop the key)."""
+    out: dict[str, Any] = {}
+    for r in sorted(read_topic(bootstrap, topic), key=lambda r: (r.partition, r.offset)):
+        key = (r.key or b"").decode()
+        if r.value is None:
+            out.pop(key, None)
+        else:
+            out[key] = codec.decode(r.value)
+    return out
+
+
+def _tier_of(record: Any) -> dict[str, Any] | None:
+    """A MemberTier record's tier as a dict (None: no tier, or no record)."""
+    tier = None if record is None else record.tier
+    return None if tier is None else dataclasses.asdict(tier)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -1409,6 +1586,8 @@ def member_differences(m: Member, got: dict[str, Any]) -> list[str]:
     ]
     if not _tier_matches(want["tier"], got.get("tier")):
         bad.append("tier")
+    if got.get("account_id", DEFAULT_ACCOUNT) != want["account_id"]:
+        bad.append("account_id")
     return bad
 
 
@@ -1437,13 +1616,26 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     acked = [it for it in items if it.status == 200]
     missing = [it.request_id for it in acked if it.request_id not in raw_ids]
 
-    # members: the latest MemberBalance per key, and the query API
-    balances: dict[str, Any] = {}
-    for r in sorted(
-        read_topic(bootstrap, h.topic("balances")), key=lambda r: (r.partition, r.offset)
-    ):
-        if r.value is not None:
-            balances[(r.key or b"").decode()] = codec.decode(r.value)
+    # accounts: the latest MemberBalance and MemberTier per key (the account key: the member key
+    # for the default account), and the query API
+    balances = latest(bootstrap, h.topic("balances"), codec)
+    tiers = latest(bootstrap, h.topic("tiers"), codec)
+    # an account the oracle's members do not hold (e.g. a Voucherify card's points under the
+    # member's bare key, or a wallet's under the default account), or a record saying another
+    stray_balances = sorted(
+        k for k, b in balances.items() if k not in oracle or b.account_id != oracle[k].account
+    )
+    tiers_wrong: list[dict[str, Any]] = []
+    for k in sorted(set(oracle) | set(tiers)):
+        record = tiers.get(k)
+        want_tier = oracle[k].tier if k in oracle else "no such account"
+        ok = (
+            k in oracle
+            and _tier_matches(oracle[k].tier, _tier_of(record))
+            and (record is None or record.account_id == oracle[k].account)
+        )
+        if not ok:
+            tiers_wrong.append({"account": k, "want": want_tier, "got": _tier_of(record)})
     wrong: list[dict[str, Any]] = []
     for key, m in oracle.items():
         b = balances.get(key)
@@ -1455,6 +1647,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
                 "reported_balance": b.reported_balance,
                 "pending_points": b.pending_points,
                 "tier": None if b.tier is None else dataclasses.asdict(b.tier),
+                "account_id": b.account_id,
             }
         bad = ["missing"] if got is None else member_differences(m, got)
         if bad:
@@ -1469,10 +1662,15 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
                     else {k: str(v) if isinstance(v, Decimal) else v for k, v in got.items()},
                 }
             )
-    query_wrong = query_members(soak, oracle)
+    query_wrong, queries = query_members(soak, oracle)
 
-    # ledger: distinct entries, re-emissions, movements with two entry ids, sums per member
-    ledger = [codec.decode(r.value) for r in read_topic(bootstrap, h.topic("ledger")) if r.value]
+    # ledger: distinct entries, re-emissions, movements with two entry ids, sums per account;
+    # the topic stays keyed by the member key (all of a member's accounts in one order)
+    ledger_records = [r for r in read_topic(bootstrap, h.topic("ledger")) if r.value]
+    ledger = [codec.decode(r.value) for r in ledger_records]
+    ledger_miskeyed = sum(
+        1 for r, e in zip(ledger_records, ledger, strict=True) if r.key != e.member_key.encode()
+    )
     by_id: dict[str, Any] = {}
     inconsistent = 0
     for e in ledger:
@@ -1486,18 +1684,34 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     per_movement: dict[tuple[str, str], set[str]] = defaultdict(set)
     sums: dict[str, Decimal] = defaultdict(Decimal)
     for e in by_id.values():
+        account = account_key(e.member_key, e.account_id)
         if e.movement_id is not None:
-            per_movement[(e.member_key, _phase(e.kind.value, e.movement_id))].add(e.entry_id)
+            per_movement[(account, _phase(e.kind.value, e.movement_id))].add(e.entry_id)
         if e.kind.value not in ("POINTS_PENDING", "POINTS_CANCELED"):
-            sums[e.member_key] += e.points_delta
+            sums[account] += e.points_delta
     twice = {f"{k[0]} {k[1]}": sorted(v) for k, v in per_movement.items() if len(v) > 1}
     sum_wrong = {
         k: {"ledger_sum": str(sums.get(k, Decimal(0))), "oracle": m.balance}
         for k, m in oracle.items()
         if sums.get(k, Decimal(0)) != m.balance
     }
-    booked = {e.movement_id for e in by_id.values() if e.movement_id is not None}
-    not_booked = [mid for m in oracle.values() for mid in m.movement_ids if mid not in booked]
+    sum_wrong |= {
+        k: {"ledger_sum": str(v), "oracle": "no such account"}
+        for k, v in sums.items()
+        if k not in oracle and v != 0
+    }
+    # booked on the account the movement was on (a movement booked on another is missing)
+    booked = {
+        (account_key(e.member_key, e.account_id), e.movement_id)
+        for e in by_id.values()
+        if e.movement_id is not None
+    }
+    not_booked = [
+        f"{m.key} {mid}"
+        for m in oracle.values()
+        for mid in m.movement_ids
+        if (m.key, mid) not in booked
+    ]
 
     # dead letters
     dlq = [codec.decode(r.value) for r in read_topic(bootstrap, h.topic("dlq")) if r.value]
@@ -1527,11 +1741,14 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     must_be_zero = {
         "acknowledged_but_missing_from_raw": len(missing),
         "members_with_wrong_balance_or_tier": len(wrong),
+        "balances_for_accounts_not_held": len(stray_balances),
+        "accounts_wrong_on_tiers_topic": len(tiers_wrong),
         "members_wrong_via_query_api": len(query_wrong),
         "movements_counted_twice": len(twice),
         "members_whose_ledger_sum_differs": len(sum_wrong),
         "movements_missing_from_ledger": len(not_booked),
         "re_emitted_entries_with_different_numbers": inconsistent,
+        "ledger_records_not_keyed_by_member": ledger_miskeyed,
         "forged_requests_accepted": forged_accepted,
         "oversized_requests_accepted": big_accepted,
         "valid_deliveries_never_acknowledged": len(refused_valid),
@@ -1553,6 +1770,10 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             repeats[it.delivery.provider] += 1
         seen.add((it.member, it.delivery.body))
     flavours = Counter(m.flavour for m in oracle.values())
+    held: dict[str, list[Member]] = defaultdict(list)
+    for m in oracle.values():
+        held[m.member_key].append(m)
+    multi = {k: ms for k, ms in held.items() if len(ms) > 1}
     board = {
         "ok": all(v == 0 for v in must_be_zero.values()),
         "must_be_zero": must_be_zero,
@@ -1589,11 +1810,19 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "valid_by_shape": dict(shapes),
             "byte_identical_repeats": dict(repeats),
             "members_with_pending_at_end": sum(1 for m in oracle.values() if m.pending),
+            "customers": len(held),
+            "accounts": len(oracle),
+            "accounts_by_id": dict(Counter(m.account for m in oracle.values())),
+            # customers with two accounts that both moved, by provider
+            "multi_account_customers": dict(Counter(ms[0].provider for ms in multi.values())),
+            "multi_account_movements": sum(m.movements for ms in multi.values() for m in ms),
         },
         "members": {
             "checked": len(oracle),
-            "checked_via_query_api": len(oracle),
+            "checked_via_query_api": queries,
             "wrong": wrong[:20],
+            "stray_balances": stray_balances[:20],
+            "wrong_on_tiers_topic": tiers_wrong[:20],
             "wrong_via_query_api": query_wrong[:20],
         },
         "ledger": {
@@ -1604,6 +1833,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "counted_twice": dict(list(twice.items())[:20]),
             "sum_differs": dict(list(sum_wrong.items())[:20]),
             "not_booked": not_booked[:20],
+            "records_not_keyed_by_member": ledger_miskeyed,
         },
         "dead_letters": {
             "records": len(dlq),
@@ -1625,7 +1855,11 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             for f in soak.faults
         },
         "traces_of_wrong_members": traces(
-            [w["member"] for w in wrong] + [w["member"] for w in query_wrong] + list(sum_wrong),
+            [w["member"] for w in wrong]
+            + [w["member"] for w in query_wrong]
+            + list(sum_wrong)
+            + stray_balances
+            + [w["account"] for w in tiers_wrong],
             oracle,
             items,
             raw,
@@ -1718,9 +1952,10 @@ def traces(
                     if e.reported_balance is None
                     else str(e.reported_balance),
                     "movement_id": e.movement_id,
+                    "account_id": e.account_id,
                 }
                 for e in ledger
-                if e.member_key == key
+                if account_key(e.member_key, e.account_id) == key
             ],
         }
     return out
@@ -1745,48 +1980,95 @@ def first_200_after(items: list[Item], faults: list[Fault]) -> None:
         f.bridge_200_s = round(min(after) - f.t0, 2) if after else None
 
 
-def query_members(soak: Soak, oracle: dict[str, Member]) -> list[dict[str, Any]]:
-    """GET /members/... for every member (from one worker; others are proxied)."""
+def query_members(soak: Soak, oracle: dict[str, Member]) -> tuple[list[dict[str, Any]], int]:
+    """The member API (from one worker; others are proxied): (what it got wrong, queries made).
+
+    Each account by `GET /members/{p}/{t}/{c}?account=ID`, and each member once without
+    `account`: its `accounts` list must be exactly the accounts the member holds (each with its
+    oracle figures), and its top level the primary account's figures (`default` when the member
+    holds it, else the first listed).
+    """
     with soak.lock:
         base = next(iter(soak.workers.values())).url
+    held: dict[str, list[Member]] = defaultdict(list)
+    for m in oracle.values():
+        held[m.member_key].append(m)
 
     async def all_members() -> list[dict[str, Any]]:
         wrong: list[dict[str, Any]] = []
         sem = asyncio.Semaphore(8)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
 
-            async def one(m: Member) -> None:
+            async def get(m: Member, account: str | None) -> Any:
                 url = f"{base}/members/{m.provider}/{m.tenant}/{m.customer}"
+                params = {} if account is None else {"account": account}
                 body: Any = None
                 for _ in range(10):
                     try:
-                        async with sem, http.get(url) as r:
+                        async with sem, http.get(url, params=params) as r:
                             body = await r.json(content_type=None)
                             if r.status == 200:
                                 break
                     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                         body = repr(exc)
                     await asyncio.sleep(1)
-                bad = (
-                    member_differences(m, body)
-                    if isinstance(body, dict) and "balance" in body
-                    else ["no answer"]
-                )
+                return body
+
+            def report(m: Member, check: str, bad: list[str], body: Any) -> None:
                 if bad:
                     wrong.append(
                         {
                             "member": m.key,
                             "flavour": m.flavour,
+                            "check": check,
                             "differs": bad,
                             "want": _want_json(m),
                             "got": body,
                         }
                     )
 
-            await asyncio.gather(*(one(m) for m in oracle.values()))
+            def differences(m: Member, body: Any) -> list[str]:
+                if isinstance(body, dict) and "balance" in body:
+                    return member_differences(m, body)
+                return ["no answer"]
+
+            async def one(m: Member) -> None:
+                body = await get(m, m.account)
+                report(m, "?account=", differences(m, body), body)
+
+            async def member(ms: list[Member]) -> None:
+                body = await get(ms[0], None)
+                listed = body.get("accounts") if isinstance(body, dict) else None
+                if not isinstance(listed, list):
+                    report(ms[0], "accounts list", ["no accounts list"], body)
+                    return
+                mine = {m.account: m for m in ms}
+                got: dict[str, Any] = {}
+                for a in listed:
+                    got[str(a.get("account_id"))] = a
+                for account in sorted(set(got) | set(mine)):
+                    if account not in mine:
+                        report(ms[0], "accounts list", [f"account {account} not held"], body)
+                    elif account not in got:
+                        report(mine[account], "accounts list", ["not listed"], body)
+                    else:
+                        bad = differences(mine[account], got[account])
+                        report(mine[account], "accounts list", bad, got[account])
+                if len(listed) != len(got):
+                    report(ms[0], "accounts list", ["an account listed twice"], body)
+                primary = DEFAULT_ACCOUNT if DEFAULT_ACCOUNT in mine else None
+                if primary is None and listed:
+                    primary = str(listed[0].get("account_id"))
+                if primary in mine:
+                    top = {k: v for k, v in body.items() if k != "accounts"}
+                    report(mine[primary], "top level", differences(mine[primary], top), top)
+
+            await asyncio.gather(
+                *(one(m) for m in oracle.values()), *(member(ms) for ms in held.values())
+            )
         return wrong
 
-    return asyncio.run(all_members())
+    return asyncio.run(all_members()), len(oracle) + len(held)
 
 
 def timeline(items: list[Item], faults: list[Fault]) -> dict[str, list[int]]:
@@ -1847,6 +2129,11 @@ def print_board(board: dict[str, Any]) -> None:
     print(f"HTTP attempts {w['http_attempts']}: {w['attempt_statuses']}")
     wl = board["workload"]
     print(f"members by flavour {wl['members_by_flavour']}")
+    print(
+        f"accounts {wl['accounts']} of {wl['customers']} customers {wl['accounts_by_id']}; "
+        f"multi-account customers {wl['multi_account_customers']} "
+        f"({wl['multi_account_movements']} movements)"
+    )
     print(f"valid deliveries by shape {wl['valid_by_shape']}")
     print(f"byte-identical repeats (new deliveries) {wl['byte_identical_repeats']}")
     print(

@@ -569,14 +569,31 @@ def _vf_customer(customer: str) -> dict[str, Any]:
     return {"id": customer, "source_id": f"src-{customer}", "object": "customer"}
 
 
+VF_CAMPAIGN = "camp_loyalty"  # the loyalty campaign of the builders' cards unless told
+
+
+def _vf_card_id(customer: str, card: str | None) -> str:
+    """The loyalty card's voucher id: `v_<customer>` unless the test names another card."""
+    return card or f"v_{customer}"
+
+
 def _vf_transaction(
-    customer: str, tx_id: str, tx_type: str, points: int, balance: int, at: str
+    customer: str,
+    tx_id: str,
+    tx_type: str,
+    points: int,
+    balance: int,
+    at: str,
+    *,
+    campaign: str = VF_CAMPAIGN,
+    card: str | None = None,
 ) -> dict[str, Any]:
+    card = _vf_card_id(customer, card)
     return {
         "id": tx_id,
         "source_id": None,
-        "voucher_id": f"v_{customer}",
-        "campaign_id": "camp_loyalty",
+        "voucher_id": card,
+        "campaign_id": campaign,
         "source": "API",
         "reason": None,
         "type": tx_type,
@@ -587,7 +604,7 @@ def _vf_transaction(
                 "object": "balance",
                 "points": points,
                 "balance": balance,
-                "related_object": {"id": f"v_{customer}", "type": "voucher"},
+                "related_object": {"id": card, "type": "voucher"},
             }
         },
         "related_transaction_id": None,
@@ -595,23 +612,41 @@ def _vf_transaction(
     }
 
 
-def _vf_voucher(customer: str, balance: int) -> dict[str, Any]:
+def _vf_voucher(
+    customer: str, balance: int, *, campaign: str = VF_CAMPAIGN, card: str | None = None
+) -> dict[str, Any]:
+    """The customer's loyalty card in `campaign` (one card per customer per loyalty campaign)."""
+    card = _vf_card_id(customer, card)
     return {
-        "id": f"v_{customer}",
-        "code": f"LC-{customer}",
+        "id": card,
+        "code": f"LC-{card.removeprefix('v_')}",
         "loyalty_card": {"points": balance, "balance": balance},
         "type": "LOYALTY_CARD",
-        "campaign_id": "camp_loyalty",
+        "campaign_id": campaign,
         "holder_id": customer,
         "object": "voucher",
     }
 
 
 def vf_points_added(
-    customer: str, event_id: str, tx_id: str, tx_type: str, points: int, balance: int, at: str
+    customer: str,
+    event_id: str,
+    tx_id: str,
+    tx_type: str,
+    points: int,
+    balance: int,
+    at: str,
+    *,
+    campaign: str = VF_CAMPAIGN,
+    card: str | None = None,
 ) -> dict[str, Any]:
-    """Voucherify distribution webhook `customer.voucher.loyalty_card.points_added`."""
-    tx = _vf_transaction(customer, tx_id, tx_type, points, balance, at)
+    """Voucherify distribution webhook `customer.voucher.loyalty_card.points_added`.
+
+    `campaign` and `card`: the loyalty campaign and card (voucher id) the points are on.
+    """
+    tx = _vf_transaction(
+        customer, tx_id, tx_type, points, balance, at, campaign=campaign, card=card
+    )
     return {
         "id": f"whs_{event_id}",
         "project_id": "proj_test",
@@ -619,7 +654,7 @@ def vf_points_added(
         "type": "Loyalty points added",
         "data": {
             "customer": _vf_customer(customer),
-            "voucher": _vf_voucher(customer, balance),
+            "voucher": _vf_voucher(customer, balance, campaign=campaign, card=card),
             "balance": tx["details"]["balance"],
             "transaction": tx,
         },
@@ -634,17 +669,32 @@ def vf_points_added(
 
 
 def vf_transaction_created(
-    customer: str, event_id: str, tx_id: str, tx_type: str, points: int, balance: int, at: str
+    customer: str,
+    event_id: str,
+    tx_id: str,
+    tx_type: str,
+    points: int,
+    balance: int,
+    at: str,
+    *,
+    campaign: str = VF_CAMPAIGN,
+    card: str | None = None,
 ) -> dict[str, Any]:
-    """Voucherify project webhook `voucher.loyalty_card.transaction.created` (holder = voucher)."""
+    """Voucherify project webhook `voucher.loyalty_card.transaction.created` (holder = voucher).
+
+    `campaign` and `card`: the loyalty campaign and card (voucher id) the points are on.
+    """
+    tx = _vf_transaction(
+        customer, tx_id, tx_type, points, balance, at, campaign=campaign, card=card
+    )
     return {
         "id": f"whs_{event_id}",
         "project_id": "proj_test",
         "created_at": at,
         "type": "voucher.loyalty_card.transaction.created",
         "data": {
-            "voucher": _vf_voucher(customer, balance),
-            "transaction": _vf_transaction(customer, tx_id, tx_type, points, balance, at),
+            "voucher": _vf_voucher(customer, balance, campaign=campaign, card=card),
+            "transaction": tx,
             "holder_loyalty_tier": None,
         },
         "source": {"id": "wh_test", "object": "webhook"},
@@ -652,14 +702,21 @@ def vf_transaction_created(
             "id": event_id,
             "type": "voucher.loyalty_card.transaction.created",
             "created_at": at,
-            "entity_id": f"v_{customer}",
+            "entity_id": _vf_card_id(customer, card),
         },
     }
 
 
 def vf_tier_joined(
-    customer: str, event_id: str, tier_id: str, tier_name: str, at: str
+    customer: str,
+    event_id: str,
+    tier_id: str,
+    tier_name: str,
+    at: str,
+    *,
+    campaign: str = VF_CAMPAIGN,
 ) -> dict[str, Any]:
+    """Voucherify distribution `customer.loyalty.tier.joined`: a tier of `campaign`'s program."""
     return {
         "id": f"whs_{event_id}",
         "project_id": "proj_test",
@@ -669,11 +726,11 @@ def vf_tier_joined(
             "customer": _vf_customer(customer),
             # EventCustomerLoyaltyTierBase: the campaign, and each tier's campaign_id
             # (voucherify-openapi documentation/openapi-events/events-customer.json)
-            "campaign": {"id": "camp_loyalty", "object": "campaign"},
+            "campaign": {"id": campaign, "object": "campaign"},
             "loyalty_tier": {
                 "id": tier_id,
                 "name": tier_name,
-                "campaign_id": "camp_loyalty",
+                "campaign_id": campaign,
                 "object": "loyalty_tier",
             },
             "created_at": at,
