@@ -206,15 +206,17 @@ async def _produce(
     from aiokafka import AIOKafkaProducer
 
     body, headers = signed_payload()
-    kafka_headers = [
-        ("provider", b"gameball"),
-        ("tenant", b""),
-        ("received-at", str(int(time.time() * 1000)).encode()),
-        ("request-id", uuid.uuid4().hex.encode()),
-        ("content-type", b"application/json"),
-        ("verified", b"true"),
-        ("x-gb-signature", headers["X-GB-Signature"].encode()),
-    ]
+    from connector import raw
+
+    kafka_headers = raw.raw_headers(
+        provider="gameball",
+        tenant=None,
+        received_ms=int(time.time() * 1000),
+        request_id=uuid.uuid4().hex,
+        content_type="application/json",
+        verified=True,
+        kept=[("x-gb-signature", headers["X-GB-Signature"])],
+    )
     producer = AIOKafkaProducer(
         bootstrap_servers=broker,
         acks="all",

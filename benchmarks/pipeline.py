@@ -147,17 +147,17 @@ def kafka_record(
     p = PROVIDERS[provider]
     lower = {k.lower(): v for k, v in http_headers.items()}
     key = p.delivery_id(body, lower) or request_id
-    headers = [
-        ("provider", provider.encode()),
-        ("tenant", b""),
-        ("received-at", str(int(time.time() * 1000)).encode()),
-        ("request-id", request_id.encode()),
-        ("content-type", lower.get("content-type", "").encode()),
-        ("verified", b"true"),
-    ]
-    for name in p.kept_headers:
-        if name.lower() in lower:
-            headers.append((name.lower(), lower[name.lower()].encode()))
+    from connector import raw
+
+    headers = raw.raw_headers(
+        provider=provider,
+        tenant=None,
+        received_ms=int(time.time() * 1000),
+        request_id=request_id,
+        content_type=lower.get("content-type", ""),
+        verified=True,
+        kept=[(n, lower[n.lower()]) for n in p.kept_headers if n.lower() in lower],
+    )
     return key.encode(), headers
 
 

@@ -32,3 +32,7 @@ class UnknownProviderError(ConnectorError):
 
 class BrokerError(ConnectorError):
     """A broker could not be started, reached or used."""
+
+
+class InvalidTenantError(ConnectorError):
+    """A tenant name outside the tenant alphabet (letters, digits, '.', '_', '-')."""

@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from connector import raw
 from connector.bridge.openapi import openapi_spec
 from connector.bridge.producer import RawProducer
 from connector.bridge.retries import RetryMemory
@@ -214,23 +215,20 @@ class WebhookHandler:
         except Exception:  # a malformed body is the worker's to dead-letter, not ours
             delivery_id = request_id
         received_ms = int(time.time() * 1000)
-        kafka_headers: list[tuple[str, bytes]] = [
-            ("provider", key.encode()),
-            ("tenant", (tenant or "").encode()),
-            ("received-at", str(received_ms).encode()),
-            ("request-id", request_id.encode()),
-            ("content-type", headers.get("Content-Type", "").encode()),
-            ("verified", b"true" if verified else b"false"),
-        ]
-        for name in provider.kept_headers:
-            value = headers.get(name)
-            if value is not None:
-                kafka_headers.append((name.lower(), value.encode("utf-8", "replace")))
         retry = self.retries.match(key, tenant, body)
         if retry is not None:
             self.metrics.retries_recognised.labels(key).inc()
-            kafka_headers.append(("first-received-at", str(retry.first_received_ms).encode()))
-            kafka_headers.append(("retry-of", retry.retry_of.encode()))
+        kafka_headers = raw.raw_headers(
+            provider=key,
+            tenant=tenant,
+            received_ms=received_ms,
+            request_id=request_id,
+            content_type=headers.get("Content-Type", ""),
+            verified=verified,
+            kept=[(n, v) for n in provider.kept_headers if (v := headers.get(n)) is not None],
+            first_received_ms=retry.first_received_ms if retry is not None else None,
+            retry_of=retry.retry_of if retry is not None else None,
+        )
 
         if len(self.pending) >= self.settings.max_in_flight:
             self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
@@ -337,9 +335,6 @@ def create_app(
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(spec)
-
-    async def method_not_allowed(request: web.Request) -> web.Response:
-        return web.json_response({"error": "use POST"}, status=405, headers={"Allow": "POST"})
 
     app.router.add_post("/webhooks/{provider}", handler.handle)
     app.router.add_post("/webhooks/{provider}/{tenant}", handler.handle)

@@ -7,25 +7,21 @@ with the stage and the error, and the raw topic still holds the bytes for a late
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from connector import raw
 from connector.avro import AvroCodec
-from connector.errors import DecodeError, SchemaError
-from connector.models import DeadLetter, LoyaltyEvent, utc
+from connector.errors import DecodeError, InvalidTenantError, SchemaError, UnknownProviderError
+from connector.models import TENANT_RE, DeadLetter, LoyaltyEvent, utc
 from connector.providers import PROVIDERS, DecodeContext
-from connector.settings import TENANT_RE
+from connector.raw import ConsumedRecord, header_map
+
+__all__ = ["ConsumedRecord", "Normalized", "RawRecord", "dead_letter", "header_map", "normalize"]
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-    topic: str
-    partition: int
-    offset: int
+# Kept for callers of the old name (records of any topic, not only raw ones).
+RawRecord = ConsumedRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,30 +30,11 @@ class Normalized:
     dead_letter: DeadLetter | None = None
 
 
-def header_map(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in headers or ():
-        out[str(name).lower()] = (value or b"").decode("utf-8", errors="replace")
-    return out
-
-
-def _received_at(headers: dict[str, str]) -> datetime:
-    """When the bridge received the delivery; for a recognised provider retry, when it received
-    the first (refused) attempt, so a late retry is ordered where the delivery belongs."""
-    raw = headers.get("first-received-at") or headers.get("received-at", "")
-    if raw.isdigit():
-        try:
-            return utc(datetime.fromtimestamp(int(raw) / 1000, tz=UTC))
-        except (OverflowError, OSError, ValueError):
-            pass
-    return utc(datetime.now(UTC))
-
-
 def dead_letter(
-    record: RawRecord, stage: str, exc: BaseException, headers: dict[str, str], now: datetime
+    record: ConsumedRecord, stage: str, exc: BaseException, headers: dict[str, str], now: datetime
 ) -> DeadLetter:
     delivery = (record.key or b"").decode("utf-8", errors="replace") or headers.get(
-        "request-id", f"{record.topic}:{record.partition}:{record.offset}"
+        raw.REQUEST_ID, f"{record.topic}:{record.partition}:{record.offset}"
     )
     return DeadLetter(
         delivery_id=delivery,
@@ -69,40 +46,33 @@ def dead_letter(
         source_partition=record.partition,
         source_offset=record.offset,
         failed_at=utc(now),
-        provider=headers.get("provider") or None,
-        tenant=headers.get("tenant") or None,
+        provider=headers.get(raw.PROVIDER) or None,
+        tenant=headers.get(raw.TENANT) or None,
         headers=headers,
     )
 
 
-class UnknownProvider(Exception):
-    """The raw record names no provider we know (or none at all)."""
-
-
-def normalize(record: RawRecord, codec: AvroCodec, now: datetime | None = None) -> Normalized:
+def normalize(record: ConsumedRecord, codec: AvroCodec, now: datetime | None = None) -> Normalized:
     now = now or datetime.now(UTC)
     headers = header_map(record.headers)
-    key = headers.get("provider", "")
+    key = headers.get(raw.PROVIDER, "")
     provider = PROVIDERS.get(key)
     if provider is None:
-        exc = UnknownProvider(
+        exc: Exception = UnknownProviderError(
             f"raw record has provider header {key!r}; valid: {', '.join(sorted(PROVIDERS))}"
         )
         return Normalized([], dead_letter(record, "route", exc, headers, now))
-    tenant = headers.get("tenant") or None
+    tenant = headers.get(raw.TENANT) or None
     if tenant is not None and not TENANT_RE.match(tenant):
-        exc = UnknownProvider(f"raw record has an invalid tenant header {tenant!r}")
+        exc = InvalidTenantError(f"raw record has an invalid tenant header {tenant!r}")
         return Normalized([], dead_letter(record, "route", exc, headers, now))
     context = DecodeContext(
         tenant=tenant,
-        received_at=_received_at(headers),
-        # The delivery's identity is the raw record's key: the provider's delivery id (Open
-        # Loyalty's signed X-Webhook-Request-Id) or the bridge's request id. A provider retry of
-        # a delivery the bridge already wrote names the first copy's key in retry-of.
-        delivery=headers.get("retry-of")
-        or (record.key or b"").decode("utf-8", "replace")
-        or headers.get("request-id")
-        or None,
+        received_at=raw.received_at(headers),
+        # The delivery's identity (connector/raw.py): the provider's delivery id (Open Loyalty's
+        # signed X-Webhook-Request-Id) or the bridge's request id; a provider retry of a
+        # delivery the bridge already wrote names the first copy's key in retry-of.
+        delivery=raw.delivery_identity(record.key, headers),
     )
     try:
         events = provider.decode(record.value or b"", headers, context)
