@@ -124,6 +124,18 @@ VARIABLES: tuple[Var, ...] = (
     ),
     Var("CONNECTOR_MAX_IN_FLIGHT", "2000", "concurrent webhooks per bridge before 429"),
     Var(
+        "CONNECTOR_SPOOL_DIR",
+        None,
+        "directory of the bridge's local spool (store-and-forward): webhooks Kafka does not "
+        "take within the ack deadline are kept there durably, answered 200 and forwarded once "
+        "Kafka is back. Unset: answer 503 instead",
+    ),
+    Var(
+        "CONNECTOR_SPOOL_MAX_BYTES",
+        "1073741824",
+        "the spool's size cap; when full, webhooks get 503 again",
+    ),
+    Var(
         "CONNECTOR_IDEMPOTENT_PRODUCER",
         "true",
         "idempotent producer with `acks=all`; `false` for brokers without it",
@@ -290,6 +302,8 @@ class Settings:
     schema_registry_password: str | None = field(default=None, repr=False)
     schema_compatibility: str = "FULL_TRANSITIVE"
     public_url: str | None = None
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1024**3
 
     @property
     def topics(self) -> Topics:
@@ -366,6 +380,8 @@ class Settings:
             schema_registry_password=_get(env, "CONNECTOR_SCHEMA_REGISTRY_PASSWORD"),
             schema_compatibility=_choice(env, "CONNECTOR_SCHEMA_COMPATIBILITY", COMPATIBILITY),
             public_url=_public_url(env),
+            spool_dir=Path(spool) if (spool := _get(env, "CONNECTOR_SPOOL_DIR")) else None,
+            spool_max_bytes=_int(env, "CONNECTOR_SPOOL_MAX_BYTES", 1024 * 1024, 2**50),
         )
 
 

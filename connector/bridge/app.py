@@ -23,6 +23,7 @@ from connector import raw
 from connector.bridge.openapi import openapi_spec
 from connector.bridge.producer import RawProducer
 from connector.bridge.retries import RetryMemory
+from connector.bridge.spool import Forwarder, Spool, SpoolFull
 from connector.errors import VerificationError
 from connector.providers import PROVIDERS
 from connector.providers.base import RequestTarget
@@ -46,6 +47,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 PRODUCER_KEY = web.AppKey("producer", RawProducer)
 METRICS_KEY = web.AppKey("metrics", object)
 TENANT_LABEL = web.RequestKey("tenant_label", str)
+STARTER_KEY = web.AppKey("producer_starter", asyncio.Task)
 
 RETRY_AFTER_S = "5"
 
@@ -86,6 +88,37 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.spooled = Counter(
+            "bridge_spooled_total",
+            "Webhooks written to the local spool because Kafka did not take them in time",
+            ["provider"],
+            registry=r,
+        )
+        self.spool_refused = Counter(
+            "bridge_spool_full_total",
+            "Webhooks refused (503) because the spool was full",
+            registry=r,
+        )
+
+    def watch_spool(self, spool: Spool, forwarder: Forwarder) -> None:
+        r = self.registry
+        Gauge("bridge_spool_records", "Webhooks in the spool", registry=r).set_function(
+            lambda: spool.count
+        )
+        Gauge("bridge_spool_bytes", "Bytes held by the spool", registry=r).set_function(
+            lambda: spool.bytes
+        )
+        Gauge(
+            "bridge_spool_oldest_age_seconds",
+            "Age of the oldest spooled webhook (0 when empty)",
+            registry=r,
+        ).set_function(spool.oldest_age_s)
+        Gauge(
+            "bridge_spool_forwarded", "Spooled webhooks forwarded to Kafka (a counter)", registry=r
+        ).set_function(lambda: forwarder.forwarded)
+        Gauge(
+            "bridge_spooling", "1 while new webhooks go to the spool, else 0", registry=r
+        ).set_function(lambda: 1 if forwarder.spooling else 0)
 
 
 def _json_error(
@@ -106,6 +139,8 @@ class WebhookHandler:
         self.pending: set[asyncio.Task[None]] = set()
         self.timeout = settings.ack_timeout_ms / 1000
         self.retries = RetryMemory()
+        self.spool: Spool | None = None
+        self.forwarder: Forwarder | None = None
         for key, cfg in settings.providers.items():
             if cfg.unverified:
                 log.warning(
@@ -230,6 +265,11 @@ class WebhookHandler:
             retry_of=retry.retry_of if retry is not None else None,
         )
 
+        if self.forwarder is not None and self.forwarder.spooling:
+            # Kafka is away (or the spool still drains): straight to the spool, in order
+            return await self._spool(
+                key, tenant, body, received_ms, delivery_id, kafka_headers, request_id, retry
+            )
         if len(self.pending) >= self.settings.max_in_flight:
             self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             return _json_error(
@@ -247,6 +287,12 @@ class WebhookHandler:
         try:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:
+            if self.forwarder is not None:
+                # the write may still succeed too: both copies carry this key and request id
+                self.forwarder.begin(f"no ack within {self.settings.ack_timeout_ms} ms")
+                return await self._spool(
+                    key, tenant, body, received_ms, delivery_id, kafka_headers, request_id, retry
+                )
             # the write may still succeed: the provider's retry is then a copy (retry-of)
             self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             log.warning(
@@ -261,6 +307,11 @@ class WebhookHandler:
                 {"Retry-After": RETRY_AFTER_S},
             )
         except Exception as exc:
+            if self.forwarder is not None:
+                self.forwarder.begin(f"Kafka write failed: {type(exc).__name__}")
+                return await self._spool(
+                    key, tenant, body, received_ms, delivery_id, kafka_headers, request_id, retry
+                )
             self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
             log.warning(
                 "Kafka write failed: %s",
@@ -273,6 +324,49 @@ class WebhookHandler:
         self.metrics.produce_latency.observe(time.perf_counter() - started)
         self.metrics.bytes.labels(key).inc(len(body))
         return web.json_response({"accepted": True, "request_id": request_id})
+
+    async def _spool(
+        self,
+        key: str,
+        tenant: str | None,
+        body: bytes,
+        received_ms: int,
+        delivery_id: str,
+        kafka_headers: raw.Headers,
+        request_id: str,
+        retry: Any,
+    ) -> web.Response:
+        """Keep the verified request in the spool (durably) and answer 200; 503 if full."""
+        assert self.spool is not None
+        try:
+            await self.spool.append(self.topic, delivery_id.encode(), body, kafka_headers)
+        except SpoolFull as exc:
+            self.metrics.spool_refused.inc()
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
+            log.warning("%s; answering 503", exc, extra={"request_id": request_id})
+            return _json_error(
+                503,
+                "Kafka is unavailable and the spool is full; retry later",
+                request_id,
+                {"Retry-After": RETRY_AFTER_S},
+            )
+        except Exception as exc:  # the disk failed us: no 200 without a durable copy
+            self.retries.refused(key, tenant, body, received_ms, delivery_id, retry=retry)
+            log.error(
+                "spool write failed: %s: %s",
+                type(exc).__name__,
+                exc,
+                extra={"request_id": request_id},
+            )
+            return _json_error(
+                503,
+                "Kafka is unavailable; retry later",
+                request_id,
+                {"Retry-After": RETRY_AFTER_S},
+            )
+        self.metrics.spooled.labels(key).inc()
+        self.metrics.bytes.labels(key).inc(len(body))
+        return web.json_response({"accepted": True, "request_id": request_id, "spooled": True})
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self.pending.discard(task)
@@ -303,9 +397,17 @@ class WebhookHandler:
 
 
 def create_app(
-    settings: Settings, producer: RawProducer, *, manage_producer: bool = True
+    settings: Settings,
+    producer: RawProducer,
+    *,
+    manage_producer: bool = True,
+    ensure_topic: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
-    """The bridge application. With `manage_producer`, it starts and stops the producer."""
+    """The bridge application. With `manage_producer`, it starts and stops the producer.
+
+    With a spool (`CONNECTOR_SPOOL_DIR`), the bridge may start before Kafka is reachable:
+    `ensure_topic` (retried until it succeeds) runs before the spool is first forwarded.
+    """
     # lingering_time: after a 408/413 aiohttp would keep reading a client's unread body for 10 s;
     # half a second lets a real provider see the answer without feeding slow clients.
     app = web.Application(
@@ -324,6 +426,10 @@ def create_app(
     async def readyz(request: web.Request) -> web.Response:
         if await producer.ready():
             return web.json_response({"status": "ready"})
+        spool = handler.spool
+        if spool is not None and spool.bytes < spool.max_bytes:
+            # Kafka is away but the bridge accepts: into the spool
+            return web.json_response({"status": "ready", "spooling": True})
         return web.json_response(
             {"status": "broker unreachable"}, status=503, headers={"Retry-After": RETRY_AFTER_S}
         )
@@ -345,16 +451,56 @@ def create_app(
     app.middlewares.append(_errors_middleware)
 
     async def on_startup(app: web.Application) -> None:
+        if settings.spool_dir is None:
+            if manage_producer:
+                await producer.start()
+            return
+        spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        await spool.open()
+        started = asyncio.Event()
+
+        async def ensure_raw_topic() -> None:
+            await started.wait()
+            if ensure_topic is not None:
+                await ensure_topic()
+
+        forwarder = Forwarder(spool, producer.send, ensure_raw_topic)
+        handler.spool, handler.forwarder = spool, forwarder
+        metrics.watch_spool(spool, forwarder)
+
+        async def start_producer() -> None:
+            delay = 0.5
+            while True:
+                try:
+                    await producer.start()
+                    started.set()
+                    return
+                except Exception as exc:  # Kafka unreachable: spool meanwhile, keep trying
+                    forwarder.begin(f"Kafka unreachable at start: {type(exc).__name__}")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+
         if manage_producer:
-            await producer.start()
+            app[STARTER_KEY] = asyncio.ensure_future(start_producer())
+        else:
+            started.set()
+        forwarder.start()
 
     async def on_shutdown(app: web.Application) -> None:
         # Kafka writes still pending belong to requests already answered 503 (past the ack
         # timeout): waited for a little, then the producer's bounded stop. With Kafka gone
         # the bridge exits ~10 s after SIGTERM, inside an orchestrator's grace period.
         await handler.drain(timeout=DRAIN_TIMEOUT_S)
+        if handler.forwarder is not None:
+            await handler.forwarder.stop()
+        starter = app.get(STARTER_KEY)
+        if starter is not None:
+            starter.cancel()
+            await asyncio.gather(starter, return_exceptions=True)
         if manage_producer:
             await producer.stop()
+        if handler.spool is not None:
+            await handler.spool.close()  # what was not forwarded stays for the next start
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_shutdown)

@@ -97,7 +97,12 @@ class KafkaRawProducer:
             request_timeout_ms=30_000,
             client_id="loyalty-connector-bridge",
         )
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            producer, self._producer = self._producer, None
+            await producer.stop()  # a failed start leaves no half-open client behind
+            raise
 
     async def stop(self) -> None:
         """Flush and close; give up after STOP_TIMEOUT_S when Kafka does not take the records.
@@ -120,7 +125,8 @@ class KafkaRawProducer:
             )
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
-        assert self._producer is not None, "producer not started"
+        if self._producer is None:
+            raise ConnectionError("Kafka producer not started (broker unreachable)")
         fut = await self._producer.send(topic, value=value, key=key, headers=list(headers))
         await fut
 

@@ -24,8 +24,13 @@ def run_bridge(settings: Settings) -> int:
         pass
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(wait_and_ensure_topics(settings, [settings.topics.raw]))
-    app = create_app(settings, KafkaRawProducer(settings))
+    if settings.spool_dir is None:
+        loop.run_until_complete(wait_and_ensure_topics(settings, [settings.topics.raw]))
+    # with a spool the bridge listens at once, Kafka or not: the forwarder ensures the topic
+    async def ensure_topic() -> None:
+        await wait_and_ensure_topics(settings, [settings.topics.raw], patience=float("inf"))
+
+    app = create_app(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
     log.info(
         "bridge listening on http://%s:%d (raw topic %s)",
         settings.bridge_host,
