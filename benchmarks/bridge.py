@@ -51,7 +51,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "gameball" / "v4_profile_updated.json"
 SECRET = "bench-gameball-secret"
 PREFIX_BASE = "bench"
-MODES = ("bridge", "http_ceiling", "broker_ceiling")
+MODES = ("bridge", "http_ceiling", "broker_ceiling", "bridge_spooling")
 TARGET_RATE = 5000
 TARGET_P99_MS = 25.0
 TARGET_RATIO = 0.60
@@ -313,9 +313,16 @@ def measure_server(
     port = free_port()
     prefix = f"{PREFIX_BASE}{uuid.uuid4().hex[:6]}"
     env = bridge_env(broker, port, prefix)
+    if mode == "bridge_spooling":
+        # Kafka away (nothing listens on the broker port): every webhook goes to the spool
+        env.update(
+            CONNECTOR_BROKER_URL=f"127.0.0.1:{free_port()}",
+            CONNECTOR_SPOOL_DIR=str(work / f"spool-{prefix}"),
+            CONNECTOR_SPOOL_MAX_BYTES=str(16 * 1024**3),
+        )
     log = work / f"{mode}.log"
     script = Path(sys.executable).with_name("loyalty-connector")
-    if mode == "bridge":
+    if mode in ("bridge", "bridge_spooling"):
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
@@ -417,7 +424,12 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"bridge": "C0", "http_ceiling": "C2", "broker_ceiling": "C1"}
+    styles = {
+        "bridge": "C0",
+        "http_ceiling": "C2",
+        "broker_ceiling": "C1",
+        "bridge_spooling": "C3",
+    }
     for mode in MODES:
         pts = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["concurrency"])
         if not pts:
@@ -517,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += measure_broker(broker, concurrencies, warmup, duration)
             rows += measure_server("http_ceiling", broker, concurrencies, warmup, duration, work)
             rows += measure_server("bridge", broker, concurrencies, warmup, duration, work)
+            rows += measure_server("bridge_spooling", broker, concurrencies, warmup, duration, work)
     finally:
         if broker_obj is not None:
             broker_obj.cleanup()
