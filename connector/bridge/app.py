@@ -88,6 +88,20 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        # Voucherify disables a project webhook after 12 failed deliveries, Gameball discards a
+        # webhook after 3 (docs/delivery-semantics.md): deploy/alerts.yml watches these two
+        self.consecutive_refusals = Gauge(
+            "bridge_consecutive_refusals",
+            "Non-2xx answers in a row to a provider's deliveries (0 after a 2xx)",
+            ["provider", "tenant"],
+            registry=r,
+        )
+        self.last_accepted = Gauge(
+            "bridge_last_accepted_timestamp_seconds",
+            "When the bridge last answered a provider's delivery with 2xx (Unix time)",
+            ["provider", "tenant"],
+            registry=r,
+        )
         self.spooled = Counter(
             "bridge_spooled_total",
             "Webhooks written to the local spool because Kafka did not take them in time",
@@ -108,6 +122,9 @@ class Metrics:
         Gauge("bridge_spool_bytes", "Bytes held by the spool", registry=r).set_function(
             lambda: spool.bytes
         )
+        Gauge(
+            "bridge_spool_max_bytes", "The spool's cap (CONNECTOR_SPOOL_MAX_BYTES)", registry=r
+        ).set_function(lambda: spool.max_bytes)
         Gauge(
             "bridge_spool_oldest_age_seconds",
             "Age of the oldest spooled webhook (0 when empty)",
@@ -172,7 +189,15 @@ class WebhookHandler:
         if provider not in PROVIDERS:
             provider = "unknown"
         tenant = request.get(TENANT_LABEL, "-")
-        self.metrics.requests.labels(provider, tenant, str(response.status)).inc()
+        status = response.status
+        self.metrics.requests.labels(provider, tenant, str(status)).inc()
+        if provider != "unknown":
+            refusals = self.metrics.consecutive_refusals.labels(provider, tenant)
+            if 200 <= status < 300:
+                refusals.set(0)
+                self.metrics.last_accepted.labels(provider, tenant).set(time.time())
+            else:
+                refusals.inc()
         return response
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
