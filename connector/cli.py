@@ -168,6 +168,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run_replay(args.paths, args.to, args.provider, args.tenant, settings, args.concurrency)
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from connector.dlq import parse_since, run_list, run_redrive
+
+    settings = Settings.from_env()
+    if args.dlq_command == "list":
+        return run_list(settings, args.show, args.json)
+    return run_redrive(settings, args.stage, args.provider, parse_since(args.since), args.dry_run)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from connector.settings import effective_settings, process_env
 
@@ -323,6 +332,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--exit", action="store_true", help="with --demo: stop after printing")
     p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("dlq", help="dead letters: list them, or redrive them with the current code")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    q = dlq.add_parser("list", help="counts by stage, provider and error; --show N samples")
+    q.add_argument("--show", type=int, default=0, metavar="N", help="the N newest, bytes as text")
+    q.add_argument("--json", action="store_true", help="as one JSON object")
+    q = dlq.add_parser("redrive", help="write dead letters back to their topic (each at most once)")
+    q.add_argument("--stage", choices=["route", "decode", "encode", "ledger"])
+    q.add_argument("--provider", choices=sorted(PROVIDERS))
+    q.add_argument("--since", help="only dead letters that failed at or after (ISO time)")
+    q.add_argument("--dry-run", action="store_true", help="say how many, write nothing")
+    p.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser(
         "config",

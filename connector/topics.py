@@ -46,8 +46,13 @@ class Topics:
             "dlq": self.dlq,
         }
 
+    @property
+    def dlq_redriven(self) -> str:
+        """Which dead letters `dlq redrive` wrote back (compacted, key `partition:offset`)."""
+        return f"{self.dlq}.redriven"
+
     def compacted(self) -> frozenset[str]:
-        return frozenset({self.balances, self.tiers})
+        return frozenset({self.balances, self.tiers, self.dlq_redriven})
 
     def value_schema(self, topic: str) -> str | None:
         """The Avro record name of a topic's values (None for the raw topic: exact bytes)."""
