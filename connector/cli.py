@@ -148,8 +148,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from connector.dev import DEV_ENV_FILE, fill_dev_secrets, read_env_file
+    from connector.providers import PROVIDERS
     from connector.replay import run_replay
-    from connector.settings import PROVIDER_KEYS, process_env
+    from connector.settings import process_env
 
     env = process_env()
     if args.env_file or DEV_ENV_FILE.exists():
@@ -158,7 +159,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         found = read_env_file(Path(args.env_file or DEV_ENV_FILE))
         by_provider = {
             key: {k: v for k, v in found.items() if k.startswith(f"CONNECTOR_{key.upper()}_")}
-            for key in PROVIDER_KEYS
+            for key in PROVIDERS
         }
         fill_dev_secrets(env, by_provider)
         for k, v in found.items():
@@ -356,11 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="only this port")
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_healthcheck)
+
+
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # the provider choices load the installed plugins: a broken one is a ConfigError
+        parser = build_parser()
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_FAILED)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -8,6 +8,7 @@ once under `.dev/` and printed, so `loyalty-connector replay` can sign deliverie
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import logging
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from connector.errors import BrokerError
 from connector.logs import setup_logging
-from connector.resources import samples_dir
+from connector.providers import PROVIDERS
 from connector.settings import Settings, configured_by_user, process_env
 
 log = logging.getLogger("connector.dev")
@@ -40,40 +41,14 @@ def _die_with_parent() -> None:
 
 
 def dev_secrets(directory: Path = DEV_DIR) -> dict[str, dict[str, str]]:
-    """Sample secrets by provider, made once and kept in `.dev/` (chmod 600)."""
+    """Sample `CONNECTOR_<KEY>_*` variables by provider, from each provider's `dev_secrets`
+    (files such as Wix's key pair are made once and kept in `directory`, chmod 600)."""
     directory.mkdir(exist_ok=True)
-    private = directory / "wix-private.pem"
-    public = directory / "wix-public.pem"
-    if not private.exists() or not public.exists():
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        public.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        private.chmod(0o600)
     return {
-        "gameball": {"CONNECTOR_GAMEBALL_SECRET_KEY": "dev-gameball-secret"},
-        "open_loyalty": {
-            "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": "X-Loyalty-Token",
-            "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": "dev-open-loyalty-token",
-            "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": "dev-open-loyalty-hmac",
-        },
-        "voucherify": {"CONNECTOR_VOUCHERIFY_SECRET_KEY": "dev-voucherify-secret"},
-        "wix": {
-            "CONNECTOR_WIX_PUBLIC_KEY_FILE": str(public.resolve()),
-            "CONNECTOR_WIX_PRIVATE_KEY_FILE": str(private.resolve()),
-        },
+        key: {
+            f"CONNECTOR_{key.upper()}_{k.upper()}": v for k, v in p.dev_secrets(directory).items()
+        }
+        for key, p in PROVIDERS.items()
     }
 
 
@@ -210,9 +185,6 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     return code
 
 
-SAMPLES = samples_dir()
-
-
 def _wait_http(url: str, sup: Supervisor, timeout: float) -> bool:
     import urllib.error
     import urllib.request
@@ -246,14 +218,21 @@ def run_demo(settings: Settings, sup: Supervisor, timeout: float = 90) -> bool:
     ):
         log.error("bridge or worker did not become ready; no demo")
         return False
-    files = collect([str(SAMPLES)])
+    samples = {
+        key: collect([str(folder)])
+        for key, p in PROVIDERS.items()
+        if (folder := p.samples()) is not None and folder.is_dir()
+    }
     print(
-        f"demo: replaying {len(files)} signed sample webhooks of all four providers from {SAMPLES}",
+        f"demo: replaying {sum(len(f) for f in samples.values())} signed sample webhooks of "
+        f"{len(samples)} providers ({', '.join(samples)})",
         flush=True,
     )
-    counts = asyncio.run(replay(files, bridge, None, None, settings, concurrency=1))
+    counts: collections.Counter[str] = collections.Counter()
+    for key, files in samples.items():
+        counts += asyncio.run(replay(files, bridge, key, None, settings, concurrency=1))
     print(f"demo: bridge answered {dict(counts)}", flush=True)
-    expected = {"gameball", "open_loyalty", "voucherify", "wix"}
+    expected = set(samples)
     deadline = time.monotonic() + 60
     balances: dict[str, dict[str, object]] = {}
     previous = None

@@ -26,6 +26,9 @@ class Provider(enum.StrEnum):
     OPEN_LOYALTY = "OPEN_LOYALTY"
     VOUCHERIFY = "VOUCHERIFY"
     WIX = "WIX"
+    # A provider without a symbol of its own: an entry-point plugin, or (read by this release)
+    # a symbol a later release added; the Avro enum's default. Its key is in the member key.
+    OTHER = "OTHER"
 
     @property
     def key(self) -> str:

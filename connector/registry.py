@@ -152,7 +152,9 @@ class RegistryCodec(AvroCodec):
         return RegistryError(
             f"schema registry refused {name} ({source}) for subject {subject}: "
             f"not {rule}-compatible with its registered versions{why} "
-            f"({EVOLUTION_HINT})"
+            f"({EVOLUTION_HINT}; upgrading from 0.2.0? this release adds the Provider symbol "
+            "OTHER: start the first worker once with CONNECTOR_SCHEMA_COMPATIBILITY=BACKWARD, "
+            "see docs/schemas.md, the Provider transition)"
         )
 
     def _rule(self, subject: str) -> str:

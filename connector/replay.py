@@ -16,7 +16,6 @@ import aiohttp
 from connector.errors import ConfigError
 from connector.providers import PROVIDERS
 from connector.providers.base import RequestTarget
-from connector.providers.open_loyalty import OpenLoyalty
 from connector.settings import Settings
 
 
@@ -102,13 +101,12 @@ async def replay(
         secrets = settings.provider(key).secrets_for(tenant) or {}
         url = target_url(to, key, tenant)
         impl = PROVIDERS[key]
-        if isinstance(impl, OpenLoyalty):  # its Cloud HMAC signs the method, host and path
-            body, headers = impl.sign(
-                f.read_bytes(), secrets, target=signed_target(url, settings.public_url)
-            )
-        else:
-            body, headers = impl.sign(f.read_bytes(), secrets)
-        headers.setdefault("Content-Type", "text/plain" if key == "wix" else "application/json")
+        # signed for where it is sent: Open Loyalty Cloud's HMAC covers the method, host, path
+        body, headers = impl.sign(
+            f.read_bytes(), secrets, target=signed_target(url, settings.public_url)
+        )
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = impl.content_type
         jobs.append((f, url, body, headers))
     counts: collections.Counter[str] = collections.Counter()
     progress = Progress(len(jobs))

@@ -1,53 +1,38 @@
-"""Test secrets and signing helpers shared by unit and integration tests."""
+"""Test secrets and signing helpers shared by unit and integration tests.
+
+The secrets are the providers' own `test_secrets()` (each provider module owns them), so a new
+provider needs nothing here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from connector.providers import PROVIDERS, WebhookProvider
+from connector.providers.wix import new_keypair
+from connector.providers.wix import test_keypair as _wix_test_keypair
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@functools.cache
 def wix_keypair() -> tuple[str, str]:
     """(private PEM, public PEM) made once per test session; no key is committed."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return _wix_test_keypair()
 
 
 @functools.cache
 def other_wix_keypair() -> tuple[str, str]:
-    return wix_keypair.__wrapped__()  # a second, unrelated key pair
+    return new_keypair()  # a second, unrelated key pair
 
 
 def test_secrets() -> dict[str, dict[str, str]]:
     """Per-provider secrets in the shape Settings hands to providers."""
-    private, public = wix_keypair()
-    return {
-        "gameball": {"secret_key": "gb-test-secret"},
-        "open_loyalty": {
-            "header_name": "X-OL-Token",
-            "header_value": "ol-test-token",
-            "hmac_secret": "ol-test-hmac",
-        },
-        "voucherify": {"secret_key": "vf-test-secret"},
-        "wix": {"public_key": public, "private_key": private},
-    }
+    return {key: provider.test_secrets() for key, provider in PROVIDERS.items()}
 
 
 test_secrets.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
@@ -55,19 +40,24 @@ test_secrets.__test__ = False  # type: ignore[attr-defined]  # a helper, not a t
 
 def test_env() -> dict[str, str]:
     """CONNECTOR_* variables carrying the same test secrets (for Settings.from_env)."""
-    s = test_secrets()
     return {
-        "CONNECTOR_GAMEBALL_SECRET_KEY": s["gameball"]["secret_key"],
-        "CONNECTOR_OPEN_LOYALTY_HEADER_NAME": s["open_loyalty"]["header_name"],
-        "CONNECTOR_OPEN_LOYALTY_HEADER_VALUE": s["open_loyalty"]["header_value"],
-        "CONNECTOR_OPEN_LOYALTY_HMAC_SECRET": s["open_loyalty"]["hmac_secret"],
-        "CONNECTOR_VOUCHERIFY_SECRET_KEY": s["voucherify"]["secret_key"],
-        "CONNECTOR_WIX_PUBLIC_KEY": s["wix"]["public_key"],
-        "CONNECTOR_WIX_PRIVATE_KEY": s["wix"]["private_key"],
+        f"CONNECTOR_{key.upper()}_{name.upper()}": value
+        for key, secrets in test_secrets().items()
+        for name, value in secrets.items()
     }
 
 
 test_env.__test__ = False  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def registered(provider: WebhookProvider) -> Iterator[WebhookProvider]:
+    """`provider` in `PROVIDERS` for the duration (a throw-away provider of one test)."""
+    PROVIDERS.add(provider)
+    try:
+        yield provider
+    finally:
+        PROVIDERS.remove(provider.key)
 
 
 def fixture_cases(provider: str) -> list[Path]:
@@ -83,3 +73,22 @@ def fixture_cases(provider: str) -> list[Path]:
 def expected_for(case: Path) -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads(case.with_suffix(".expected.json").read_text())
     return data
+
+
+def write_plugin(
+    root: Path, dist: str, entry_points: Mapping[str, str], modules: Mapping[str, str]
+) -> Path:
+    """An installed-looking distribution under `root` (put `root` on `sys.path`/`PYTHONPATH`):
+    its modules and a `<dist>.dist-info` whose entry_points.txt declares `entry_points`
+    (`{"acme": "module:Class"}`) in the `loyalty_connector.providers` group."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[loyalty_connector.providers]\n{lines}")
+    return root

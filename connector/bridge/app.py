@@ -156,6 +156,7 @@ class WebhookHandler:
         self.pending: set[asyncio.Task[None]] = set()
         self.timeout = settings.ack_timeout_ms / 1000
         self.retries = RetryMemory()
+        settings.bind_verifiers()  # a key that cannot be parsed stops the bridge at start
         self.spool: Spool | None = None
         self.forwarder: Forwarder | None = None
         for key, cfg in settings.providers.items():
@@ -215,15 +216,15 @@ class WebhookHandler:
             return _json_error(
                 404, "tenant must be 1-64 letters, digits, '.', '_' or '-'", request_id
             )
-        secrets = cfg.secrets_for(tenant)
-        if secrets is None:
+        verifier = cfg.verifier_for(tenant)  # bound once per provider and tenant
+        if verifier is None:
             return _json_error(
                 404,
                 f"unknown tenant {tenant!r} for {key}; valid: {', '.join(cfg.tenant_names)}",
                 request_id,
             )
         request[TENANT_LABEL] = tenant or "default"
-        verified = provider.is_configured(secrets)
+        verified = verifier.configured
         if not verified and not cfg.unverified:
             return _json_error(
                 404,
@@ -259,7 +260,7 @@ class WebhookHandler:
                 self.settings.public_url,
             )
             try:
-                provider.verify(body, headers, secrets, target=target)
+                verifier.verify(body, headers, target)
             except VerificationError as exc:
                 self.metrics.verification_failures.labels(key).inc()
                 log.info(

@@ -28,15 +28,16 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Seconds within which a provider re-sends a delivery it got a non-2xx for; providers absent
-# here send ids that make retries harmless (Voucherify `event.id`, Wix event `id`).
-RETRY_WINDOWS_S: dict[str, float] = {
-    # retries at +5, +20, +60 min, then discards (gameball-docs api-reference/webhooks/overview.mdx)
-    "gameball": 90 * 60,
-    # one retry on 4xx/5xx; its delay is not documented (help.openloyalty.io, rotate-hmac-secret-key
-    # page; docs/delivery-semantics.md): an hour is assumed
-    "open_loyalty": 60 * 60,
-}
+
+def retry_windows() -> dict[str, float]:
+    """Seconds within which each provider re-sends a delivery it got a non-2xx for (its
+    `retry_window_s`, sourced in its module); providers without one send ids that make retries
+    harmless (Voucherify `event.id`, Wix event `id`)."""
+    from connector.providers import PROVIDERS
+
+    return {k: p.retry_window_s for k, p in PROVIDERS.items() if p.retry_window_s}
+
+
 MAX_ENTRIES = 10_000
 
 
@@ -61,7 +62,7 @@ class RetryMemory:
         max_entries: int = MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.windows = RETRY_WINDOWS_S if windows is None else windows
+        self.windows = retry_windows() if windows is None else windows
         self.max_entries = max_entries
         self.clock = clock
         # body key -> refusals of that body, oldest first; keys in order of their last refusal

@@ -26,6 +26,7 @@ def run_bridge(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     if settings.spool_dir is None:
         loop.run_until_complete(wait_and_ensure_topics(settings, [settings.topics.raw]))
+
     # with a spool the bridge listens at once, Kafka or not: the forwarder ensures the topic
     async def ensure_topic() -> None:
         await wait_and_ensure_topics(settings, [settings.topics.raw], patience=float("inf"))

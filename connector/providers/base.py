@@ -1,7 +1,10 @@
 """The provider protocol every webhook module implements, and helpers they share.
 
 A provider module turns one HTTP delivery (exact body bytes + headers) into zero or more
-canonical `LoyaltyEvent`s, after `verify` checked it came from the platform.
+canonical `LoyaltyEvent`s, after `verify` checked it came from the platform. It also owns its
+settings (`options`, `check_options`), its sample and test secrets, its content type and its
+demo samples: the settings, `dev`, `replay`, the tests and the benchmarks read them from
+`connector.providers.PROVIDERS` instead of lists of their own.
 """
 
 from __future__ import annotations
@@ -10,20 +13,26 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from connector.errors import DecodeError, VerificationError
-from connector.models import ACCOUNT_RE, LoyaltyEvent, Provider, member_key, points, utc
+from connector.models import ACCOUNT_RE, TENANT_RE, LoyaltyEvent, Provider, points, utc
 
 DEFAULT_TENANT = "default"
+# The attribute naming the provider of an event whose `provider` symbol is OTHER (a plugin).
+PROVIDER_KEY_ATTRIBUTE = "provider_key"
 
 # Secrets and per-provider options, as plain strings keyed by the lower-case setting name
 # without the provider infix: CONNECTOR_GAMEBALL_SECRET_KEY -> {"secret_key": ...}.
 Secrets = Mapping[str, str]
+# What an error calls an option: `where("SECRET_KEY")` is "CONNECTOR_ACME_SECRET_KEY", or
+# "tenants file [acme.shop-eu] SECRET_KEY" for a tenant's table.
+Where = Callable[[str], str]
 
 
 def lower_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
@@ -45,16 +54,75 @@ class DecodeContext:
     delivery: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting of a provider: `CONNECTOR_<KEY>_<NAME>`, and `<name>` in a tenants-file table.
+
+    The provider reads it as `secrets["<name>"]` (lower case). A name ending in `_FILE` is a path
+    whose contents become the option without the suffix (`PUBLIC_KEY_FILE` -> `public_key`).
+    `secret=True` keeps the value out of `repr` and masks it in `loyalty-connector config`.
+    """
+
+    name: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+class Verifier(Protocol):
+    """A provider's check bound to one set of secrets: keys parsed and options read once."""
+
+    @property
+    def configured(self) -> bool:
+        """True if the secrets hold enough to verify (else `verify` always refuses)."""
+        ...
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        """Raise VerificationError unless the delivery is authentic (see `WebhookProvider`)."""
+        ...
+
+
 class WebhookProvider(Protocol):
     """One loyalty platform's webhooks: verify on the exact bytes, then decode."""
 
     key: ClassVar[str]  # "gameball", "open_loyalty", "voucherify", "wix"
+    # The Avro symbol; Provider.OTHER for a provider the schema has no symbol for (a plugin).
     provider: ClassVar[Provider]
     # Request headers worth keeping next to the raw body in Kafka (signature, ids, versions).
     kept_headers: ClassVar[tuple[str, ...]]
+    # Settings: CONNECTOR_<KEY>_<OPTION> (+ CONNECTOR_<KEY>_UNVERIFIED, added for every one).
+    options: ClassVar[tuple[Option, ...]]
+    # The Content-Type the provider sends (what `replay` sets when `sign` sets none).
+    content_type: ClassVar[str]
+    # How long the provider retries a refused delivery, for providers without delivery ids whose
+    # retries the bridge must recognise (see docs/delivery-semantics.md); None: not needed.
+    retry_window_s: ClassVar[float | None]
+
+    def check_options(self, values: Secrets, where: Where) -> None:
+        """Raise ConfigError for an option value that could only fail later (at a delivery)."""
+        ...
+
+    def test_secrets(self) -> dict[str, str]:
+        """Secrets the tests sign and verify with (the shape `verify` gets)."""
+        ...
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        """Sample option values for `loyalty-connector dev` (lower-case option names; files,
+        such as key pairs, go under `directory`)."""
+        ...
+
+    def samples(self) -> Path | None:
+        """Folder of sample request bodies `dev --demo` replays (signed by `sign`), if any."""
+        ...
 
     def is_configured(self, secrets: Secrets) -> bool:
         """True if `secrets` hold enough to verify a delivery."""
+        ...
+
+    def bind(self, secrets: Secrets) -> Verifier:
+        """`verify` with these secrets, parsed once (at start): ConfigError for a bad one."""
         ...
 
     def verify(
@@ -81,9 +149,82 @@ class WebhookProvider(Protocol):
         """The provider's id of this delivery (used as the raw topic's key), if it has one."""
         ...
 
-    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
-        """Sign a payload as the provider would: (body to send, headers to add), for replay."""
+    def sign(
+        self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Sign a payload as the provider would: (body to send, headers to add), for replay.
+
+        `target` is where it will be posted, for schemes that sign the request line.
+        """
         ...
+
+
+class BaseProvider:
+    """Defaults for the optional parts of `WebhookProvider`; provider classes subclass it.
+
+    A subclass sets `key` (and `provider` if the Avro enum has its symbol) and implements
+    `is_configured`, `verify` (or `bind`), `decode`, `delivery_id` and `sign`.
+    """
+
+    key: ClassVar[str]
+    provider: ClassVar[Provider] = Provider.OTHER
+    kept_headers: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
+    content_type: ClassVar[str] = "application/json"
+    retry_window_s: ClassVar[float | None] = None
+
+    def check_options(self, values: Secrets, where: Where) -> None:
+        return None
+
+    def test_secrets(self) -> dict[str, str]:
+        return {}
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        return self.test_secrets()
+
+    def samples(self) -> Path | None:
+        return None
+
+    def is_configured(self, secrets: Secrets) -> bool:
+        raise NotImplementedError
+
+    def bind(self, secrets: Secrets) -> Verifier:
+        return SecretsVerifier(self, dict(secrets))
+
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
+    ) -> None:
+        self.bind(secrets).verify(body, headers, target)
+
+
+class SecretsVerifier:
+    """`bind` for a provider that only implements `verify(body, headers, secrets, target)`."""
+
+    __slots__ = ("_provider", "_secrets", "configured")
+
+    def __init__(self, provider: Any, secrets: Secrets) -> None:
+        if type(provider).verify is BaseProvider.verify:
+            raise TypeError(f"{type(provider).__name__} implements neither verify nor bind")
+        self._provider, self._secrets = provider, secrets
+        self.configured: bool = provider.is_configured(secrets)
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        self._provider.verify(body, headers, self._secrets, target)
+
+
+def provider_key(provider: Provider | WebhookProvider | BaseProvider) -> str:
+    """The key of a provider given as its Avro symbol (built-ins) or as the provider itself."""
+    return provider.key if isinstance(provider, Provider) else type(provider).key
+
+
+def provider_symbol(provider: Provider | WebhookProvider | BaseProvider) -> Provider:
+    return provider if isinstance(provider, Provider) else type(provider).provider
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +397,11 @@ def parse_time(value: Any, where: str) -> datetime | None:
 
 
 def hashed_event_id(
-    provider: Provider, tenant: str, body: bytes, index: int = 0, delivery: str | None = None
+    provider: Provider | WebhookProvider | BaseProvider,
+    tenant: str,
+    body: bytes,
+    index: int = 0,
+    delivery: str | None = None,
 ) -> str:
     """Deterministic id when the provider gives none: the same delivery -> the same id.
 
@@ -266,8 +411,9 @@ def hashed_event_id(
     spool re-forward) keeps its key and so its event id; a provider retry of a delivery the
     bridge already wrote carries the first copy's key in `retry-of`.
     """
+    key = provider_key(provider)
     h = hashlib.sha256()
-    h.update(provider.key.encode())
+    h.update(key.encode())
     h.update(b"\0")
     h.update(tenant.encode())
     h.update(b"\0")
@@ -276,12 +422,12 @@ def hashed_event_id(
         h.update(b"\0delivery\0")
         h.update(delivery.encode("utf-8", "surrogatepass"))
     digest = h.hexdigest()[:32]
-    return f"{provider.key}:{digest}" if index == 0 else f"{provider.key}:{digest}:{index}"
+    return f"{key}:{digest}" if index == 0 else f"{key}:{digest}:{index}"
 
 
 def build_event(
     *,
-    provider: Provider,
+    provider: Provider | WebhookProvider | BaseProvider,
     tenant: str,
     customer_id: str,
     event_id: str,
@@ -292,6 +438,10 @@ def build_event(
     **fields: Any,
 ) -> LoyaltyEvent:
     """A LoyaltyEvent with the derived fields (member key, times) filled consistently.
+
+    `provider` is the Avro symbol (built-in providers) or the provider itself (`self`, which a
+    plugin must pass): the member key starts with the provider's key, and an event whose symbol
+    is OTHER names the key in `attributes["provider_key"]`.
 
     An `account_id` outside the account alphabet (`models.ACCOUNT_RE`) is a DecodeError: the
     delivery is dead-lettered with the reason rather than booked into the wrong account.
@@ -304,14 +454,19 @@ def build_event(
     attributes = {
         k: str(v) for k, v in (fields.pop("attributes", None) or {}).items() if v is not None
     }
+    key, symbol = provider_key(provider), provider_symbol(provider)
+    if symbol is Provider.OTHER:
+        attributes[PROVIDER_KEY_ATTRIBUTE] = key
+    if not TENANT_RE.match(tenant):  # the tenant holds no ':', so the member key is unambiguous
+        raise ValueError(f"tenant {tenant[:80]!r} is not valid (1-64 letters, digits, . _ -)")
     return LoyaltyEvent(
         event_id=event_id,
-        provider=provider,
+        provider=symbol,
         tenant=tenant,
         provider_event_type=provider_event_type,
         type=type,
         customer_id=customer_id,
-        member_key=member_key(provider, tenant, customer_id),
+        member_key=f"{key}:{tenant}:{customer_id}",
         occurred_at=utc(occurred_at) if occurred_at else context.received_at,
         received_at=context.received_at,
         attributes=attributes,

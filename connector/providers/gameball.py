@@ -65,13 +65,18 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, PointCounters, Provider, Tier
 from connector.providers.base import (
+    BaseProvider,
     DecodeContext,
+    Option,
+    RequestTarget,
     Secrets,
+    Where,
     build_event,
     constant_time_equals,
     expect_object,
@@ -86,6 +91,7 @@ from connector.providers.base import (
     require_header,
     resolve_tenant,
 )
+from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-gb-signature"
 VERSION_HEADER = "x-gb-webhook-version"
@@ -100,31 +106,44 @@ def signature_digest(payload: bytes, secret_key: str) -> bytes:
     return hashlib.sha1(payload + b":" + secret_key.encode("utf-8"), usedforsecurity=False).digest()
 
 
-class Gameball:
+class Gameball(BaseProvider):
     key: ClassVar[str] = "gameball"
     provider: ClassVar[Provider] = Provider.GAMEBALL
     kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER, VERSION_HEADER)
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("SECRET_KEY", None, "Gameball SecretKey used in `X-GB-Signature`", secret=True),
+        Option("SIGNATURE_ENCODING", "auto", "`auto`, `hex` or `base64` (their docs conflict)"),
+    )
+    # retries at +5, +20, +60 min, then discards (gameball-docs api-reference/webhooks/overview)
+    retry_window_s: ClassVar[float | None] = 90 * 60
+
+    def check_options(self, values: Secrets, where: Where) -> None:
+        if values.get("signature_encoding", "auto") not in ENCODINGS:
+            raise ConfigError(f"{where('SIGNATURE_ENCODING')}: expected auto, hex or base64")
+
+    def test_secrets(self) -> dict[str, str]:
+        return {"secret_key": "gb-test-secret"}
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        return {"secret_key": "dev-gameball-secret"}
+
+    def samples(self) -> Path | None:
+        return samples_dir() / self.key
 
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("secret_key"))
 
+    def bind(self, secrets: Secrets) -> GameballVerifier:
+        return GameballVerifier(secrets)
+
     def verify(
-        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
     ) -> None:
-        secret_key = secrets.get("secret_key")
-        if not secret_key:
-            raise VerificationError("gameball secret_key is not configured")
-        encoding = (secrets.get("signature_encoding") or "auto").strip().lower()
-        if encoding not in ENCODINGS:
-            raise ConfigError(
-                f"gameball signature_encoding {encoding!r} is invalid; use one of "
-                + ", ".join(ENCODINGS)
-            )
-        given = require_header(headers, "X-GB-Signature").strip()
-        for payload in _signed_payload_candidates(body):
-            if _matches(given, signature_digest(payload, secret_key), encoding):
-                return
-        raise VerificationError("X-GB-Signature does not match the body")
+        GameballVerifier(secrets).verify(body, headers, target)
 
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
@@ -139,9 +158,40 @@ class Gameball:
     def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         return None  # Gameball sends no delivery or event id
 
-    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+    def sign(
+        self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         digest = signature_digest(body, secrets["secret_key"])
         return body, {"X-GB-Signature": digest.hex(), "Content-Type": "application/json"}
+
+
+class GameballVerifier:
+    """`Gameball.verify` bound to one secret: the encoding checked and the suffix encoded once."""
+
+    __slots__ = ("_encoding", "_suffix", "configured")
+
+    def __init__(self, secrets: Secrets) -> None:
+        secret_key = secrets.get("secret_key")
+        self.configured = bool(secret_key)
+        self._suffix = b":" + secret_key.encode("utf-8") if secret_key else b""
+        self._encoding = (secrets.get("signature_encoding") or "auto").strip().lower()
+        if secret_key and self._encoding not in ENCODINGS:
+            raise ConfigError(
+                f"gameball signature_encoding {self._encoding!r} is invalid; use one of "
+                + ", ".join(ENCODINGS)
+            )
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        if not self.configured:
+            raise VerificationError("gameball secret_key is not configured")
+        given = require_header(headers, "X-GB-Signature").strip()
+        for payload in _signed_payload_candidates(body):
+            digest = hashlib.sha1(payload + self._suffix, usedforsecurity=False).digest()
+            if _matches(given, digest, self._encoding):
+                return
+        raise VerificationError("X-GB-Signature does not match the body")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,6 +128,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
@@ -141,9 +142,12 @@ from connector.models import (
     Tier,
 )
 from connector.providers.base import (
+    BaseProvider,
     DecodeContext,
+    Option,
     RequestTarget,
     Secrets,
+    Where,
     build_event,
     constant_time_equals,
     expect_object,
@@ -156,6 +160,7 @@ from connector.providers.base import (
     req_str,
     resolve_tenant,
 )
+from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-webhook-signature"
 ALGORITHM_HEADER = "x-webhook-signature-algorithm"
@@ -265,7 +270,7 @@ def _message(template: str, body: bytes, values: Mapping[str, str | None]) -> by
     return bytes(out)
 
 
-class OpenLoyalty:
+class OpenLoyalty(BaseProvider):
     key: ClassVar[str] = "open_loyalty"
     provider: ClassVar[Provider] = Provider.OPEN_LOYALTY
     # Never the legacy shared-secret header: its value is a password.
@@ -277,12 +282,82 @@ class OpenLoyalty:
         SIGNATURE_VERSION_HEADER,
         "user-agent",
     )
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("HEADER_NAME", None, "name of the custom request header set in Open Loyalty"),
+        Option(
+            "HEADER_VALUE", None, "value of that header (compared in constant time)", secret=True
+        ),
+        Option(
+            "HMAC_SECRET",
+            None,
+            "secret of the optional `X-Webhook-Signature` HMAC (Cloud: `whsec_...`, as shown)",
+            secret=True,
+        ),
+        Option(
+            "HMAC_SCHEME",
+            None,
+            "what the HMAC signs: `cloud` (Open Loyalty Cloud's method, host, path, body hash, "
+            "timestamp, request id; the default) or `template` (the default when "
+            "`HMAC_TEMPLATE` is set)",
+        ),
+        Option(
+            "HMAC_TEMPLATE",
+            None,
+            "signed string of the `template` scheme (older custom setups): `{body}` (when unset) "
+            "or `{timestamp}.{body}`",
+        ),
+        Option("TIMESTAMP_TOLERANCE", "300", "seconds `X-Webhook-Timestamp` may differ; 0 = off"),
+    )
+    # one retry on 4xx/5xx; its delay is not documented (help.openloyalty.io, rotate-hmac-secret-
+    # key page; docs/delivery-semantics.md): an hour is assumed
+    retry_window_s: ClassVar[float | None] = 60 * 60
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
 
+    def check_options(self, values: Secrets, where: Where) -> None:
+        tol = values.get("timestamp_tolerance", "300")
+        if not tol.isdigit():
+            raise ConfigError(
+                f"{where('TIMESTAMP_TOLERANCE')}={tol!r}: expected whole seconds >= 0"
+            )
+        if "{body}" not in values.get("hmac_template", "{body}"):
+            raise ConfigError(f"{where('HMAC_TEMPLATE')} must contain {{body}}")
+        if bool(values.get("header_name")) != bool(values.get("header_value")):
+            raise ConfigError(
+                f"{where('HEADER_NAME')} and {where('HEADER_VALUE')} must be set together"
+            )
+        scheme = values.get("hmac_scheme", "").strip().lower()
+        if scheme and scheme not in HMAC_SCHEMES:
+            raise ConfigError(f"{where('HMAC_SCHEME')}={scheme!r}: expected cloud or template")
+        if scheme == "cloud" and values.get("hmac_template"):
+            raise ConfigError(
+                f"{where('HMAC_SCHEME')}=cloud and {where('HMAC_TEMPLATE')} are both set: the "
+                "cloud scheme signs a fixed string; unset HMAC_TEMPLATE or set HMAC_SCHEME=template"
+            )
+
+    def test_secrets(self) -> dict[str, str]:
+        return {
+            "header_name": "X-OL-Token",
+            "header_value": "ol-test-token",
+            "hmac_secret": "ol-test-hmac",
+        }
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        return {
+            "header_name": "X-Loyalty-Token",
+            "header_value": "dev-open-loyalty-token",
+            "hmac_secret": "dev-open-loyalty-hmac",
+        }
+
+    def samples(self) -> Path | None:
+        return samples_dir() / self.key
+
     def is_configured(self, secrets: Secrets) -> bool:
         return _header_configured(secrets) or bool(secrets.get("hmac_secret"))
+
+    def bind(self, secrets: Secrets) -> OpenLoyaltyVerifier:
+        return OpenLoyaltyVerifier(secrets, self._clock)
 
     def verify(
         self,
@@ -291,88 +366,7 @@ class OpenLoyalty:
         secrets: Secrets,
         target: RequestTarget | None = None,
     ) -> None:
-        if not self.is_configured(secrets):
-            raise VerificationError("open_loyalty has no header_name/header_value or hmac_secret")
-        h = lower_headers(headers)
-        passed = False
-        if _header_configured(secrets):
-            name = secrets["header_name"]
-            given = h.get(name.lower())
-            if not given:
-                raise VerificationError(f"missing {name} header")
-            if not constant_time_equals(_bytes(given, name), secrets["header_value"]):
-                raise VerificationError(f"{name} header value is wrong")
-            passed = True
-        hmac_secret = secrets.get("hmac_secret")
-        if hmac_secret and (SIGNATURE_HEADER in h or not passed):
-            self._verify_hmac(body, h, secrets, hmac_secret, target)
-            passed = True
-        if not passed:  # unreachable today; keeps "at least one passed" explicit
-            raise VerificationError("no verification mechanism passed")
-
-    def _verify_hmac(
-        self,
-        body: bytes,
-        h: Mapping[str, str],
-        secrets: Secrets,
-        secret: str,
-        target: RequestTarget | None,
-    ) -> None:
-        given = h.get(SIGNATURE_HEADER, "").strip().lower()
-        if not given:
-            raise VerificationError("missing X-Webhook-Signature header")
-        given = given.removeprefix("sha256=")
-        if not given.isascii():
-            raise VerificationError("X-Webhook-Signature is not a hex digest")
-        algorithm = h.get(ALGORITHM_HEADER, "hmac-sha256").strip().lower()
-        if algorithm != "hmac-sha256":
-            raise VerificationError(f"unsupported X-Webhook-Signature-Algorithm {algorithm[:32]!r}")
-        timestamp = h.get(TIMESTAMP_HEADER)
-        if hmac_scheme(secrets) == "cloud":
-            if target is None:
-                raise VerificationError(
-                    "the Open Loyalty Cloud signature covers the request method, host and path, "
-                    "which are not known here (offline); verify it at the bridge"
-                )
-            signed_at = self._check_timestamp(timestamp, secrets)
-            request_id = h.get(REQUEST_ID_HEADER)
-            if not request_id:
-                raise VerificationError("missing X-Webhook-Request-Id header")
-            expected = cloud_signature(secret, target, body, signed_at, request_id)
-            if not constant_time_equals(given, expected):
-                raise VerificationError(
-                    "X-Webhook-Signature does not match the delivery as sent to "
-                    f"{target.method[:10]} {target.host[:100]}{target.path[:200]} "
-                    "(behind a proxy, set CONNECTOR_PUBLIC_URL)"
-                )
-            return
-        template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
-        fields = _template_fields(template)
-        if "timestamp" in fields or timestamp is not None:
-            self._check_timestamp(timestamp, secrets)
-        expected = hmac_signature(secret, template, body, timestamp, h.get(REQUEST_ID_HEADER))
-        if not constant_time_equals(given, expected):
-            raise VerificationError("X-Webhook-Signature does not match the body")
-
-    def _check_timestamp(self, value: str | None, secrets: Secrets) -> str:
-        """`value` without surrounding blanks, once it is Unix seconds within the tolerance."""
-        if value is None:
-            raise VerificationError("missing X-Webhook-Timestamp header")
-        raw = secrets.get("timestamp_tolerance") or DEFAULT_TOLERANCE
-        try:
-            tolerance = int(raw)
-        except ValueError:
-            raise ConfigError(
-                f"open_loyalty timestamp_tolerance {raw!r} must be whole seconds (0 disables)"
-            ) from None
-        if not _UNIX_SECONDS.fullmatch(value.strip()):
-            raise VerificationError("X-Webhook-Timestamp is not Unix seconds")
-        ts = int(value.strip())
-        if tolerance > 0 and abs(self._clock() - ts) > tolerance:
-            raise VerificationError(
-                f"X-Webhook-Timestamp is more than {tolerance} s from now (replay?)"
-            )
-        return value.strip()
+        OpenLoyaltyVerifier(secrets, self._clock).verify(body, headers, target)
 
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
@@ -419,6 +413,125 @@ class OpenLoyalty:
 
 def _header_configured(secrets: Secrets) -> bool:
     return bool(secrets.get("header_name") and secrets.get("header_value"))
+
+
+class OpenLoyaltyVerifier:
+    """`OpenLoyalty.verify` bound to one set of secrets: scheme, template, tolerance and HMAC
+    key read once (a bad one is a ConfigError here, not at a delivery)."""
+
+    __slots__ = (
+        "_clock",
+        "_header",
+        "_header_value",
+        "_mac",
+        "_scheme",
+        "_template",
+        "_fields",
+        "_tolerance",
+        "configured",
+    )
+
+    def __init__(self, secrets: Secrets, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._header = secrets["header_name"] if _header_configured(secrets) else None
+        self._header_value = secrets.get("header_value", "")
+        secret = secrets.get("hmac_secret")
+        self.configured = self._header is not None or bool(secret)
+        self._mac: Any = None
+        self._scheme = self._template = ""
+        self._fields: set[str] = set()
+        self._tolerance = 0
+        if secret:
+            self._scheme = hmac_scheme(secrets)
+            if self._scheme == "cloud":
+                key = secret.removeprefix(WHSEC_PREFIX)
+            else:
+                key = secret
+                self._template = secrets.get("hmac_template") or DEFAULT_TEMPLATE
+                self._fields = _template_fields(self._template)
+            self._mac = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
+            raw = secrets.get("timestamp_tolerance") or DEFAULT_TOLERANCE
+            try:
+                self._tolerance = int(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"open_loyalty timestamp_tolerance {raw!r} must be whole seconds (0 disables)"
+                ) from None
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        if not self.configured:
+            raise VerificationError("open_loyalty has no header_name/header_value or hmac_secret")
+        h = lower_headers(headers)
+        passed = False
+        if self._header is not None:
+            name = self._header
+            given = h.get(name.lower())
+            if not given:
+                raise VerificationError(f"missing {name} header")
+            if not constant_time_equals(_bytes(given, name), self._header_value):
+                raise VerificationError(f"{name} header value is wrong")
+            passed = True
+        if self._mac is not None and (SIGNATURE_HEADER in h or not passed):
+            self._verify_hmac(body, h, target)
+            passed = True
+        if not passed:  # unreachable today; keeps "at least one passed" explicit
+            raise VerificationError("no verification mechanism passed")
+
+    def _hexdigest(self, message: bytes) -> str:
+        mac = self._mac.copy()
+        mac.update(message)
+        return str(mac.hexdigest())
+
+    def _verify_hmac(self, body: bytes, h: Mapping[str, str], target: RequestTarget | None) -> None:
+        given = h.get(SIGNATURE_HEADER, "").strip().lower()
+        if not given:
+            raise VerificationError("missing X-Webhook-Signature header")
+        given = given.removeprefix("sha256=")
+        if not given.isascii():
+            raise VerificationError("X-Webhook-Signature is not a hex digest")
+        algorithm = h.get(ALGORITHM_HEADER, "hmac-sha256").strip().lower()
+        if algorithm != "hmac-sha256":
+            raise VerificationError(f"unsupported X-Webhook-Signature-Algorithm {algorithm[:32]!r}")
+        timestamp = h.get(TIMESTAMP_HEADER)
+        if self._scheme == "cloud":
+            if target is None:
+                raise VerificationError(
+                    "the Open Loyalty Cloud signature covers the request method, host and path, "
+                    "which are not known here (offline); verify it at the bridge"
+                )
+            signed_at = self._check_timestamp(timestamp)
+            request_id = h.get(REQUEST_ID_HEADER)
+            if not request_id:
+                raise VerificationError("missing X-Webhook-Request-Id header")
+            expected = self._hexdigest(cloud_message(target, body, signed_at, request_id))
+            if not constant_time_equals(given, expected):
+                raise VerificationError(
+                    "X-Webhook-Signature does not match the delivery as sent to "
+                    f"{target.method[:10]} {target.host[:100]}{target.path[:200]} "
+                    "(behind a proxy, set CONNECTOR_PUBLIC_URL)"
+                )
+            return
+        if "timestamp" in self._fields or timestamp is not None:
+            self._check_timestamp(timestamp)
+        values = {"timestamp": timestamp, "request_id": h.get(REQUEST_ID_HEADER)}
+        expected = self._hexdigest(_message(self._template, body, values))
+        if not constant_time_equals(given, expected):
+            raise VerificationError("X-Webhook-Signature does not match the body")
+
+    def _check_timestamp(self, value: str | None) -> str:
+        """`value` without surrounding blanks, once it is Unix seconds within the tolerance."""
+        if value is None:
+            raise VerificationError("missing X-Webhook-Timestamp header")
+        if not _UNIX_SECONDS.fullmatch(value.strip()):
+            raise VerificationError("X-Webhook-Timestamp is not Unix seconds")
+        ts = int(value.strip())
+        if self._tolerance > 0 and abs(self._clock() - ts) > self._tolerance:
+            raise VerificationError(
+                f"X-Webhook-Timestamp is more than {self._tolerance} s from now (replay?)"
+            )
+        return value.strip()
 
 
 # ---------------------------------------------------------------------------------------------

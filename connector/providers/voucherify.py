@@ -69,12 +69,16 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, OrderRef, Provider, Tier
 from connector.providers.base import (
+    BaseProvider,
     DecodeContext,
+    Option,
+    RequestTarget,
     Secrets,
     build_event,
     constant_time_equals,
@@ -88,6 +92,7 @@ from connector.providers.base import (
     require_header,
     resolve_tenant,
 )
+from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-voucherify-signature"
 
@@ -194,32 +199,43 @@ def normalize_type(name: str) -> str:
     return name
 
 
-class Voucherify:
+class Voucherify(BaseProvider):
     key: ClassVar[str] = "voucherify"
     provider: ClassVar[Provider] = Provider.VOUCHERIFY
     kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER,)
+    options: ClassVar[tuple[Option, ...]] = (
+        Option(
+            "SECRET_KEY", None, "project webhook secret for `x-voucherify-signature`", secret=True
+        ),
+    )
+
+    def test_secrets(self) -> dict[str, str]:
+        return {"secret_key": "vf-test-secret"}
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        return {"secret_key": "dev-voucherify-secret"}
+
+    def samples(self) -> Path | None:
+        return samples_dir() / self.key
 
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("secret_key"))
 
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
-    ) -> None:
-        secret = secrets.get("secret_key")
-        if not secret:
-            raise VerificationError("voucherify secret_key is not configured")
-        given = require_header(headers, SIGNATURE_HEADER).strip().lower()
-        if constant_time_equals(given, signature(secret, body)):
-            return
-        try:
-            compact = remove_whitespaces(body.decode("utf-8")).encode("utf-8")
-        except UnicodeDecodeError:
-            compact = body
-        if compact != body and constant_time_equals(given, signature(secret, compact)):
-            return
-        raise VerificationError(f"{SIGNATURE_HEADER} does not match the body")
+    def bind(self, secrets: Secrets) -> VoucherifyVerifier:
+        return VoucherifyVerifier(secrets)
 
-    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
+    ) -> None:
+        VoucherifyVerifier(secrets).verify(body, headers, target)
+
+    def sign(
+        self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         secret = secrets.get("secret_key")
         if not secret:
             raise ConfigError("voucherify secret_key is needed to sign a payload")
@@ -374,6 +390,39 @@ ACCOUNT_TYPES = frozenset(
         EventType.TIER_CHANGED,
     }
 )
+
+
+class VoucherifyVerifier:
+    """`Voucherify.verify` bound to one secret: the HMAC key schedule computed once."""
+
+    __slots__ = ("_mac", "configured")
+
+    def __init__(self, secrets: Secrets) -> None:
+        secret = secrets.get("secret_key")
+        self.configured = bool(secret)
+        self._mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha256) if secret else None
+
+    def _signature(self, payload: bytes) -> str:
+        assert self._mac is not None
+        mac = self._mac.copy()
+        mac.update(payload)
+        return mac.hexdigest()
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        if self._mac is None:
+            raise VerificationError("voucherify secret_key is not configured")
+        given = require_header(headers, SIGNATURE_HEADER).strip().lower()
+        if constant_time_equals(given, self._signature(body)):
+            return
+        try:
+            compact = remove_whitespaces(body.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            compact = body
+        if compact != body and constant_time_equals(given, self._signature(compact)):
+            return
+        raise VerificationError(f"{SIGNATURE_HEADER} does not match the body")
 
 
 def _account(

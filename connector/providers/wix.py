@@ -48,10 +48,13 @@ import re
 import time
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from connector.errors import ConfigError, DecodeError, VerificationError
@@ -65,8 +68,12 @@ from connector.models import (
     Tier,
 )
 from connector.providers.base import (
+    BaseProvider,
     DecodeContext,
+    Option,
+    RequestTarget,
     Secrets,
+    Where,
     build_event,
     expect_object,
     opt_int,
@@ -77,6 +84,7 @@ from connector.providers.base import (
     req_str,
     resolve_tenant,
 )
+from connector.resources import samples_dir
 
 ACCOUNT_FQDN = "wix.loyalty.v1.account"
 _PREFIX = "wix.loyalty.v1."
@@ -122,53 +130,213 @@ def _leeway(secrets: Secrets) -> float:
     return value
 
 
+def new_keypair() -> tuple[str, str]:
+    """(private PEM, public PEM) of a fresh RSA-2048 key pair."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@functools.cache
+def test_keypair() -> tuple[str, str]:
+    """The tests' key pair: made once per process, never stored."""
+    return new_keypair()
+
+
+test_keypair.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
+
+
+class WixVerifier:
+    """`Wix.verify` bound to one public key: the PEM parsed and the leeway read once.
+
+    The JWS check is done here rather than by `jwt.decode`, with the same rules and the same
+    messages: RS256 only, strict base64url, `kid` a string, no `crit` extension but `b64`,
+    `exp` and `iat` required, `iat`/`nbf` not in the future, `exp` not past (each with the
+    leeway), `sub`/`jti` strings. PyJWT 2.15 spends ~80 % of a verification checking the token's
+    alphabet one character at a time; `looks_like_jwt` has done that with one regex.
+    """
+
+    __slots__ = ("_key", "_leeway", "configured")
+    _PADDING = padding.PKCS1v15()
+
+    def __init__(self, secrets: Secrets) -> None:
+        pem = secrets.get("public_key")
+        self.configured = bool(pem)
+        self._key = _public_key(pem) if pem else None
+        self._leeway = _leeway(secrets) if pem else 0.0
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], target: RequestTarget | None = None
+    ) -> None:
+        if self._key is None:
+            raise VerificationError("wix public_key is not configured")
+        token = _token_text(body)
+        if token is None:
+            raise VerificationError("body is not a JWT")
+        header_seg, payload_seg, signature_seg = token.encode("ascii").split(b".")
+        header = _json_object(_b64url(header_seg))
+        if header.get("b64", True) is False:
+            raise _malformed()  # a detached payload (RFC 7797): Wix never sends one
+        payload = _b64url(payload_seg)
+        signature = _b64url(signature_seg)
+        if "kid" in header and not isinstance(header["kid"], str):
+            raise VerificationError("token rejected (InvalidTokenError)")
+        if "crit" in header:  # RFC 7515 4.1.11: b64 (RFC 7797) is the one extension known
+            crit = header["crit"]
+            if not isinstance(crit, list) or not crit or any(e != "b64" for e in crit):
+                raise VerificationError("token rejected (InvalidTokenError)")
+            if "b64" not in header:
+                raise VerificationError("token rejected (InvalidTokenError)")
+        if header.get("alg") != "RS256":
+            raise VerificationError("token algorithm not allowed (RS256 only)")
+        try:
+            self._key.verify(
+                signature, header_seg + b"." + payload_seg, self._PADDING, hashes.SHA256()
+            )
+        except InvalidSignature:
+            raise VerificationError("token signature does not match the public key") from None
+        _check_claims(_json_object(payload), time.time(), self._leeway)
+
+
+def _malformed() -> VerificationError:
+    return VerificationError("body is not a well-formed JWT")
+
+
+def _b64url(segment: bytes) -> bytes:
+    """Strict base64url (no padding, canonical trailing bits), as PyJWT decodes segments."""
+    if len(segment) % 4 == 1:
+        raise _malformed()
+    try:
+        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (ValueError, binascii.Error):
+        raise _malformed() from None
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        raise _malformed()
+    return decoded
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        raise _malformed() from None
+    if not isinstance(value, dict):
+        raise _malformed()
+    return value
+
+
+def _int_claim(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _check_claims(claims: Mapping[str, Any], now: float, leeway: float) -> None:
+    """PyJWT's claim checks for `require=["exp", "iat"]`, `verify_aud=False`, no issuer."""
+    for claim in ("exp", "iat"):
+        if claims.get(claim) is None:
+            raise VerificationError(f"token lacks the {claim} claim")
+    iat = _int_claim(claims["iat"])
+    if iat is None:
+        raise VerificationError("token rejected (InvalidIssuedAtError)")
+    if iat > now + leeway:
+        raise VerificationError("token is not valid yet (iat/nbf in the future)")
+    if "nbf" in claims:
+        nbf = _int_claim(claims["nbf"])
+        if nbf is None:
+            raise _malformed()
+        if nbf > now + leeway:
+            raise VerificationError("token is not valid yet (iat/nbf in the future)")
+    exp = _int_claim(claims["exp"])
+    if exp is None:
+        raise _malformed()
+    if exp <= now - leeway:
+        raise VerificationError("token expired (exp is in the past)")
+    if "sub" in claims and not isinstance(claims["sub"], str):
+        raise VerificationError("token rejected (InvalidSubjectError)")
+    if "jti" in claims and not isinstance(claims["jti"], str):
+        raise VerificationError("token rejected (InvalidJTIError)")
+
+
 def looks_like_jwt(text: str) -> bool:
     return bool(_JWT_SHAPE.match(text))
 
 
-class Wix:
+class Wix(BaseProvider):
     key: ClassVar[str] = "wix"
     provider: ClassVar[Provider] = Provider.WIX
     # Everything Wix asserts is inside the signed token; no request header carries ids.
     kept_headers: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("PUBLIC_KEY", None, "the app's public key (PEM text) verifying RS256 JWTs"),
+        Option(
+            "PUBLIC_KEY_FILE", None, "path of a PEM file, instead of `CONNECTOR_WIX_PUBLIC_KEY`"
+        ),
+        Option(
+            "PRIVATE_KEY",
+            None,
+            "private key (PEM) used only by `replay` to sign test JWTs",
+            secret=True,
+        ),
+        Option("PRIVATE_KEY_FILE", None, "path of that private key PEM file"),
+    )
+    content_type: ClassVar[str] = "text/plain"  # the body is the JWT itself
+
+    def check_options(self, values: Secrets, where: Where) -> None:
+        for k in ("public_key", "private_key"):
+            pem = values.get(k)
+            if pem and "-----BEGIN" not in pem:
+                raise ConfigError(f"{where(k.upper())}: expected PEM text (-----BEGIN ...)")
+
+    def test_secrets(self) -> dict[str, str]:
+        private, public = test_keypair()
+        return {"public_key": public, "private_key": private}
+
+    def dev_secrets(self, directory: Path) -> dict[str, str]:
+        """A key pair made once under `directory` (the private key chmod 600)."""
+        private = directory / "wix-private.pem"
+        public = directory / "wix-public.pem"
+        if not private.exists() or not public.exists():
+            private_pem, public_pem = new_keypair()
+            private.write_text(private_pem)
+            public.write_text(public_pem)
+            private.chmod(0o600)
+        return {
+            "public_key_file": str(public.resolve()),
+            "private_key_file": str(private.resolve()),
+        }
+
+    def samples(self) -> Path | None:
+        return samples_dir() / self.key
 
     def is_configured(self, secrets: Secrets) -> bool:
         return bool(secrets.get("public_key"))
 
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], secrets: Secrets, target: object = None
-    ) -> None:
-        pem = secrets.get("public_key")
-        if not pem:
-            raise VerificationError("wix public_key is not configured")
-        key = _public_key(pem)
-        token = _token_text(body)
-        if token is None:
-            raise VerificationError("body is not a JWT")
-        try:
-            jwt.decode(
-                token,
-                key,
-                algorithms=["RS256"],
-                options={"require": ["exp", "iat"], "verify_aud": False},
-                leeway=_leeway(secrets),
-            )
-        except jwt.ExpiredSignatureError:
-            raise VerificationError("token expired (exp is in the past)") from None
-        except jwt.InvalidAlgorithmError:
-            raise VerificationError("token algorithm not allowed (RS256 only)") from None
-        except jwt.InvalidSignatureError:
-            raise VerificationError("token signature does not match the public key") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise VerificationError(f"token lacks the {exc.claim} claim") from None
-        except jwt.ImmatureSignatureError:
-            raise VerificationError("token is not valid yet (iat/nbf in the future)") from None
-        except jwt.DecodeError:
-            raise VerificationError("body is not a well-formed JWT") from None
-        except jwt.PyJWTError as exc:
-            raise VerificationError(f"token rejected ({type(exc).__name__})") from None
+    def bind(self, secrets: Secrets) -> WixVerifier:
+        return WixVerifier(secrets)
 
-    def sign(self, body: bytes, secrets: Secrets) -> tuple[bytes, dict[str, str]]:
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Secrets,
+        target: RequestTarget | None = None,
+    ) -> None:
+        WixVerifier(secrets).verify(body, headers, target)
+
+    def sign(
+        self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         """A JWT as Wix would send it, from a token (returned as is) or a readable document.
 
         The document is the claims `{"data": ...}` or the envelope `{"eventType", "instanceId",

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from connector.avro import SCHEMA_DIR, default_codec
-from connector.models import LedgerEntry, to_dict
+from connector.models import LedgerEntry, Provider, to_dict
 from connector.registry import RegistryCodec, RegistryError, make_client
 from connector.topics import Topics
 from tests.integration.harness import (
@@ -285,6 +285,7 @@ def test_incompatible_registered_schema_stops_the_worker_at_start(
 
 
 OLD_RELEASE = SCHEMA_DIR / "history" / "0.1.0"
+ACCOUNTS_RELEASE = SCHEMA_DIR / "history" / "0.2.0"  # issue 13: account_id added
 
 
 def test_account_ids_evolve_the_released_schemas_under_full_transitive(
@@ -293,18 +294,18 @@ def test_account_ids_evolve_the_released_schemas_under_full_transitive(
     """The account dimension (issue 13) is a compatible change of the 0.1.0 schemas.
 
     The five subjects are registered with the schemas as released in 0.1.0 (copied verbatim
-    into schemas/history/0.1.0), under FULL_TRANSITIVE; then the current schemas must
-    register as second versions, and records cross both ways: an old reader reads a new
+    into schemas/history/0.1.0), under FULL_TRANSITIVE; then the 0.2.0 schemas (history/0.2.0)
+    must register as second versions, and records cross both ways: an old reader reads a new
     record (it skips `account_id`), a new reader reads an old record (`default`).
     """
     url = schema_registry.url
     topics = Topics(topic_prefix)
 
-    def codec(schema_dir: Path = SCHEMA_DIR) -> RegistryCodec:
+    def codec(schema_dir: Path) -> RegistryCodec:
         return RegistryCodec(make_client(url), topics, url=url, schema_dir=schema_dir)
 
     old_ids = codec(OLD_RELEASE).register_all()
-    new_ids = codec().register_all()  # would raise RegistryError if the registry refused it
+    new_ids = codec(ACCOUNTS_RELEASE).register_all()  # RegistryError if the registry refused it
     for record in ("events", "ledger", "balances", "tiers"):
         subject = f"{topics.all()[record]}-value"
         assert new_ids[subject] != old_ids[subject], subject
@@ -315,7 +316,7 @@ def test_account_ids_evolve_the_released_schemas_under_full_transitive(
     assert new_ids[dlq] == old_ids[dlq]  # DeadLetter did not change
 
     entry = replace(_entry(), account_id="camp_a")
-    written = codec().encode(entry)  # a new worker's record, with its account
+    written = codec(ACCOUNTS_RELEASE).encode(entry)  # a 0.2.0 worker's record, with its account
     old_view = codec(OLD_RELEASE).decode_dict(written)[1]
     assert "account_id" not in old_view and old_view["entry_id"] == entry.entry_id
     # an old worker's record: the 0.1.0 schema, registered id, no account_id
@@ -326,4 +327,68 @@ def test_account_ids_evolve_the_released_schemas_under_full_transitive(
     fastavro.schemaless_writer(body, old.schemas["LedgerEntry"], plain)
     subject = f"{topics.ledger}-value"
     old_record = b"\x00" + old_ids[subject].to_bytes(4, "big") + body.getvalue()
-    assert codec().decode(old_record, LedgerEntry) == _entry()  # account_id: "default"
+    assert codec(ACCOUNTS_RELEASE).decode(old_record, LedgerEntry) == _entry()
+    assert codec(SCHEMA_DIR).decode(old_record, LedgerEntry) == _entry()  # and today's reader
+
+
+def _with_provider_symbol(tmp: Path, symbol: str) -> Path:
+    """A copy of schemas/ as a later release would write it: `symbol` added to Provider."""
+    target = tmp / "schemas"
+    shutil.copytree(SCHEMA_DIR, target)
+    path = target / "loyalty.Provider.avsc"
+    schema = json.loads(path.read_text())
+    schema["symbols"].insert(-1, symbol)
+    path.write_text(json.dumps(schema))
+    return target
+
+
+def test_the_provider_transition_registers_once_under_backward(
+    schema_registry: Any, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The transition release (OTHER + an enum default on Provider) is backward- but not
+    forward-compatible with 0.2.0: FULL_TRANSITIVE refuses it, its first start runs with
+    CONNECTOR_SCHEMA_COMPATIBILITY=BACKWARD (docs/schemas.md). Afterwards readers of this
+    release read a later release's new provider symbol as OTHER."""
+    url = schema_registry.url
+    topics = Topics(topic_prefix)
+    ledger = f"{topics.ledger}-value"
+
+    def codec(schema_dir: Path = SCHEMA_DIR, rule: str = "FULL_TRANSITIVE") -> RegistryCodec:
+        return RegistryCodec(
+            make_client(url), topics, url=url, schema_dir=schema_dir, compatibility=rule
+        )
+
+    released = codec(ACCOUNTS_RELEASE)
+    old_ids = released.register_all()
+    with pytest.raises(RegistryError) as refused:
+        codec().register_all()
+    message = str(refused.value)  # the first subject registered, LoyaltyEvent's
+    assert f"for subject {topics.events}-value" in message and "FULL_TRANSITIVE" in message
+    new_ids = codec(rule="BACKWARD").register_all()  # the one-time upgrade step
+    for record in ("events", "ledger", "balances", "tiers"):
+        subject = f"{topics.all()[record]}-value"
+        assert new_ids[subject] != old_ids[subject], subject
+        assert httpx.get(f"{url}/subjects/{subject}/versions", timeout=10).json() == [1, 2]
+    assert codec().register_all() == new_ids  # later starts: registered already, rule restored
+    rule = httpx.get(f"{url}/config/{ledger}", timeout=10).json()
+    assert rule.get("compatibilityLevel", rule.get("compatibility")) == "FULL_TRANSITIVE"
+
+    # new readers read what 0.2.0 workers wrote; 0.2.0 readers read new records of its symbols
+    old_record = released.encode(_entry())
+    assert codec().decode(old_record, LedgerEntry) == _entry()
+    assert released.decode(codec().encode(_entry()), LedgerEntry) == _entry()
+
+    # a later release adds a provider symbol: this release reads its records as OTHER. The
+    # subjects' 0.2.0 versions cannot (no default), so FULL_TRANSITIVE still refuses it while
+    # they are registered; FULL checks it against this release's versions only.
+    later_dir = _with_provider_symbol(tmp_path, "ACME")
+    with pytest.raises(RegistryError, match="FULL_TRANSITIVE"):
+        codec(later_dir).register_all()
+    later = codec(later_dir, rule="FULL")
+    later_ids = later.register_all()
+    body = io.BytesIO()
+    fastavro.schemaless_writer(
+        body, later.schemas["LedgerEntry"], {**to_dict(_entry()), "provider": "ACME"}
+    )
+    written = b"\x00" + later_ids[ledger].to_bytes(4, "big") + body.getvalue()
+    assert codec().decode(written, LedgerEntry) == replace(_entry(), provider=Provider.OTHER)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector import models
 from connector.avro import SCHEMA_DIR, SINGLE_OBJECT_MAGIC, AvroCodec, default_codec
+from connector.avro import from_dict as avro_from_dict
 from connector.errors import SchemaError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -260,3 +263,49 @@ def test_every_history_version_is_complete_and_distinct_from_the_current_schemas
         assert changed, f"{version.name} equals the current schemas: nothing to keep"
         for name in changed:
             assert old.fingerprints[name] in codec.history, (version.name, name)
+
+
+def test_a_later_releases_provider_symbol_reads_as_other() -> None:
+    """The transition release: `Provider` has OTHER and `"default": "OTHER"`, so a record a later
+    release writes with a provider symbol this one lacks (`ACME`) still decodes, as OTHER."""
+    codec = default_codec()
+    later = json.loads(codec.schema_json("LoyaltyEvent"))
+    provider_field = next(f for f in later["fields"] if f["name"] == "provider")
+    provider_field["type"]["symbols"].insert(4, "ACME")  # wherever a later release puts it
+    writer = fastavro.parse_schema(later)
+    event = _event(member_key="acme:default:c1", attributes={"provider_key": "acme"})
+    datum = {**models.to_dict(event), "provider": "ACME"}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, writer, datum)
+    body.seek(0)
+    read = fastavro.schemaless_reader(body, writer, codec.schemas["LoyaltyEvent"])
+    assert isinstance(read, dict) and read["provider"] == "OTHER"
+    got = avro_from_dict(models.LoyaltyEvent, read)
+    assert got.provider is models.Provider.OTHER and got.member_key == "acme:default:c1"
+
+
+def test_records_written_by_the_0_2_0_release_decode_unchanged() -> None:
+    old = AvroCodec(SCHEMA_DIR / "history" / "0.2.0")
+    old_provider = json.loads(
+        (SCHEMA_DIR / "history" / "0.2.0" / "loyalty.Provider.avsc").read_text()
+    )
+    assert "OTHER" not in old_provider["symbols"] and "default" not in old_provider
+    event = _event(provider=models.Provider.WIX, member_key="wix:default:c1", account_id="a1")
+    written = (
+        SINGLE_OBJECT_MAGIC
+        + old.fingerprints["LoyaltyEvent"]
+        + old.encode_body("LoyaltyEvent", models.to_dict(event))
+    )
+    codec = default_codec()
+    assert old.fingerprints["LoyaltyEvent"] != codec.fingerprints["LoyaltyEvent"]
+    assert codec.decode(written, models.LoyaltyEvent) == event
+
+
+def test_an_other_provider_event_round_trips() -> None:
+    event = _event(
+        provider=models.Provider.OTHER,
+        member_key="acme:default:c1",
+        attributes={"provider_key": "acme"},
+    )
+    codec = default_codec()
+    assert codec.decode(codec.encode(event)) == event

@@ -228,3 +228,55 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
     import connector
 
     assert connector.__version__ == version("loyalty-connector")  # the bridge's OpenAPI version
+
+
+# ---------------------------------------------------------------------------------------------
+# provider options come from the provider modules
+
+
+def test_each_providers_variables_are_its_own_options() -> None:
+    from connector.providers import PROVIDERS
+
+    for key, provider in PROVIDERS.items():
+        prefix = f"CONNECTOR_{key.upper()}_"
+        declared = [v for v in VARIABLES if v.name.startswith(prefix)]
+        assert [v.name for v in declared] == [prefix + o.name for o in provider.options] + [
+            prefix + "UNVERIFIED"
+        ]
+        for var, opt in zip(declared, provider.options, strict=False):
+            assert (var.default, var.help, var.secret) == (opt.default, opt.help, opt.secret)
+        s = Settings.from_env({})
+        assert s.provider(key).secrets_for(None) == {
+            o.name.lower(): o.default for o in provider.options if o.default is not None
+        }
+
+
+def test_a_tenant_table_is_checked_by_its_provider_and_named_in_the_error(tmp_path: Path) -> None:
+    f = tmp_path / "tenants.toml"
+    f.write_text('[gameball.shop-eu]\nsecret_key = "eu"\nsignature_encoding = "rot13"\n')
+    f.chmod(0o600)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"CONNECTOR_TENANTS_FILE": str(f)})
+    assert str(err.value) == (
+        "tenants file [gameball.shop-eu] SIGNATURE_ENCODING: expected auto, hex or base64"
+    )
+
+
+def test_dev_and_test_secrets_are_the_providers_own(tmp_path: Path) -> None:
+    from connector.dev import dev_secrets
+    from connector.providers import PROVIDERS
+    from tests.support import test_env, test_secrets
+
+    samples = dev_secrets(tmp_path)
+    assert set(samples) == set(PROVIDERS)
+    for key, values in samples.items():
+        assert values and all(n.startswith(f"CONNECTOR_{key.upper()}_") for n in values)
+    env = {k: v for values in samples.values() for k, v in values.items()}
+    s = Settings.from_env(env)
+    t = Settings.from_env(test_env())
+    for key, provider in PROVIDERS.items():  # both configure every provider
+        assert provider.is_configured(s.provider(key).secrets_for(None) or {})
+        assert t.provider(key).secrets_for(None) == {
+            **{o.name.lower(): o.default for o in provider.options if o.default is not None},
+            **test_secrets()[key],
+        }
