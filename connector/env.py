@@ -72,6 +72,13 @@ CORE_VARIABLES: tuple[Var, ...] = (
     ),
     Var("CONNECTOR_MAX_IN_FLIGHT", "2000", "concurrent webhooks per bridge before 429"),
     Var(
+        "CONNECTOR_BRIDGE_PROCESSES",
+        "1",
+        "bridge processes sharing the port (SO_REUSEPORT: the kernel spreads connections); "
+        "about one per core given to the bridge. Each has its own producer, and its own spool "
+        "under CONNECTOR_SPOOL_DIR/bridge-<n>",
+    ),
+    Var(
         "CONNECTOR_SPOOL_DIR",
         None,
         "directory of the bridge's local spool (store-and-forward): webhooks Kafka does not "

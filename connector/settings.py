@@ -114,6 +114,7 @@ class Settings:
     public_url: str | None = None
     spool_dir: Path | None = None
     spool_max_bytes: int = 1024**3
+    bridge_processes: int = 1
 
     @property
     def topics(self) -> Topics:
@@ -194,6 +195,7 @@ class Settings:
             public_url=public_url(env),
             spool_dir=Path(spool) if (spool := get(env, "CONNECTOR_SPOOL_DIR")) else None,
             spool_max_bytes=integer(env, "CONNECTOR_SPOOL_MAX_BYTES", 1024 * 1024, 2**50),
+            bridge_processes=integer(env, "CONNECTOR_BRIDGE_PROCESSES", 1, 64),
         )
 
 

@@ -1,21 +1,73 @@
-"""Running the bridge process: topics, producer, aiohttp server, graceful SIGTERM."""
+"""Running the bridge process: topics, producer, aiohttp server, graceful SIGTERM.
+
+With `CONNECTOR_BRIDGE_PROCESSES` > 1, `run_bridge` supervises that many bridge processes bound
+to the same port with SO_REUSEPORT (the kernel spreads new connections over them): the way to
+give the bridge more than one core, since one Python process handles HTTP on one core. Each
+child has its own producer and, with a spool, its own spool directory (`bridge-<n>`: SQLite
+wants one writer). SIGTERM to the supervisor stops every child gracefully; a child that dies
+stops the others and the supervisor exits 1, so the orchestrator restarts the whole bridge.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import subprocess
+import sys
+import time
 
 from aiohttp import web
 
 from connector.bridge.app import create_app
 from connector.bridge.producer import KafkaRawProducer
 from connector.kafka_admin import wait_and_ensure_topics
-from connector.settings import Settings
+from connector.settings import Settings, process_env
 
 log = logging.getLogger("connector.bridge")
 
 
 def run_bridge(settings: Settings) -> int:
+    if settings.bridge_processes > 1:
+        return supervise(settings.bridge_processes)
+    return serve(settings)
+
+
+def supervise(count: int) -> int:
+    env = process_env()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "connector.bridge.server", str(n)], env=env)
+        for n in range(count)
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("bridge: %d processes sharing the port (SO_REUSEPORT)", count)
+    code = 0
+    while any(c.poll() is None for c in children):
+        for child in children:
+            if child.poll() is not None and child.returncode != 0 and not stopping:
+                log.error("a bridge process exited with %s; stopping the others", child.returncode)
+                code = 1
+                stop(signal.SIGTERM, None)
+        time.sleep(0.2)
+    if any(c.returncode != 0 for c in children):
+        code = 1
+    return code
+
+
+def serve(settings: Settings, index: int | None = None) -> int:
+    """One bridge process; `index` is set for a child of `supervise` (shared port)."""
+    if index is not None and settings.spool_dir is not None:
+        settings = settings.replace(spool_dir=settings.spool_dir / f"bridge-{index}")
     try:
         import uvloop
 
@@ -48,7 +100,14 @@ def run_bridge(settings: Settings) -> int:
         access_log=None,
         shutdown_timeout=15,
         handle_signals=True,
+        reuse_port=index is not None,
         loop=loop,
     )
     log.info("bridge stopped")
     return 0
+
+
+if __name__ == "__main__":  # a child of `supervise`
+    from connector.cli import _settings
+
+    raise SystemExit(serve(_settings(), index=int(sys.argv[1])))
