@@ -62,7 +62,7 @@ async def produce(bootstrap: str, topic: str, value: bytes) -> None:
 def dlq(h: Harness, *args: str) -> dict[str, Any]:
     done = h.cli("dlq", *args)
     assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(done.stdout))
 
 
 def wait_for(check: Any, what: str, timeout: float = 60) -> None:
