@@ -1,7 +1,9 @@
 """Soak with faults: real processes, a generated workload with trouble, an independent oracle.
 
     .venv/bin/python benchmarks/soak.py [--minutes M] [--members N] [--rate R]
-        [--faults all|none|broker,worker,rebalance,bridge] [--quick] [--out FILE] [--seed S]
+        [--faults all|none|broker,worker,rebalance,bridge,outage] [--quick] [--out FILE]
+        [--seed S] [--spool/--no-spool] [--provider-retries/--no-provider-retries]
+        [--outage-seconds S]
 
 Runs Apache Kafka (`KafkaBroker`, KRaft, its own data dir), one `loyalty-connector bridge` and two
 `loyalty-connector worker` processes (one app id, each with its own CONNECTOR_WEB_PORT and
@@ -49,14 +51,30 @@ With trouble mixed in:
 
 Senders behave like providers: a delivery counts as acknowledged only on 200; a 503, a 429, a
 connection error or a timeout is retried with exponential backoff (0.25 s doubling, at most
-Retry-After or 4 s, with jitter) until the retry horizon (10 minutes; 90 s with --quick).
+Retry-After or 4 s, with jitter) until the retry horizon (10 minutes; 90 s with --quick). With
+provider retry budgets (`--provider-retries`, the default when the `outage` fault runs) the
+timing stays compressed like that, but each provider retries a delivery only as often as it
+documents (PROVIDER_RETRIES: Open Loyalty once, Gameball 3 times, Voucherify and Wix 12 times)
+and then drops it: `lost_by_provider_retry_policy`. The senders then reach the bridge as through
+a load balancer that retries a refused *connection* (nothing listening: the bridge between two
+processes) up to 30 times a second apart, as HAProxy's `retries` does for a restarting server;
+every attempt the bridge or a broken connection answered counts against the budget.
+
+The bridge runs with its store-and-forward spool (`CONNECTOR_SPOOL_DIR` under the run's temp
+dir; `--no-spool` turns it off). With the spool, `lost_by_provider_retry_policy` must be 0 and
+the spool must be empty at the end; without it, the losses are reported, and the customers
+whose deliveries were lost are left out of the balance checks (counted), every other must-be-0
+figure still holding.
 
 Faults (`--faults`, default all): `broker` stops Apache Kafka with SIGTERM and later with SIGKILL
 and restarts it on the same ports and data; `worker` kills a worker with SIGKILL and restarts it
 (same port, same data dir); `rebalance` adds a third worker mid-run (and, in the combined phase,
 stops it again with SIGTERM); `bridge` restarts the bridge (SIGTERM, then a new process on the
-same port). Each kind runs on its own, then (full runs) several at once. A supervisor restarts a
-process that exits by itself (as systemd or Kubernetes would) and counts it.
+same port, same spool); `outage` is a long broker outage: Apache Kafka killed with SIGKILL and
+kept down for `--outage-seconds` (30 s with --quick, 180 s otherwise), the bridge killed with
+SIGKILL halfway through (while it spools) and a new one started on the same port and spool. Each
+kind runs on its own, then (full runs) several at once. A supervisor restarts a process that
+exits by itself (as systemd or Kubernetes would) and counts it.
 
 The ORACLE is the provider's true account of each member (balance, pending points, tier, and
 whether the provider has stated a balance), kept here from the operations generated,
@@ -135,11 +153,30 @@ from tests.integration.harness import (  # noqa: E402
 from tests.support import other_wix_keypair, test_secrets  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-KINDS = ("broker", "worker", "rebalance", "bridge")
+KINDS = ("broker", "worker", "rebalance", "bridge", "outage")
 PROVIDER_KEYS = ("open_loyalty", "voucherify", "gameball", "wix")
 WIX_POINTS = "wix.loyalty.v1.account_points_updated"
 WIX_SITE = "soak-site"
 MAX_BODY = 64 * 1024
+# How often each provider retries a delivery it was not answered 2xx before it drops it
+# (docs/delivery-semantics.md): Open Loyalty (Cloud) once; Gameball three times (+5, +20,
+# +60 min), then "the webhook request will be discarded"; Voucherify 12 times, then a project
+# webhook is disabled; Wix 12 more attempts over ~47 h. The soak keeps its compressed timing.
+PROVIDER_RETRIES = {"open_loyalty": 1, "gameball": 3, "voucherify": 12, "wix": 12}
+# The load balancer in front of the bridge (with provider retry budgets): a connection nobody
+# accepts is retried this often, this far apart (HAProxy `retries`, turn-around timer 1 s). A
+# bridge stopped with SIGTERM while Kafka is down takes ~11 s to exit (its drain and the
+# producer's stop wait 5 s each), then ~1 s to start: 30 s covers that with room.
+LB_CONNECT_RETRIES = 30
+LB_RETRY_DELAY_S = 1.0
+CLIENT_TIMEOUT_S = 10.0  # a sender's wait for one answer
+SPOOL_METRICS = (
+    "bridge_spooled_total",
+    "bridge_spool_records",
+    "bridge_spool_forwarded",
+    "bridge_spool_full_total",
+    "bridge_spooling",
+)
 # Faust reads these from the environment: notice a killed worker in ~6 s instead of 60 s
 FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 OL_TIERS = [("lvl-bronze", "Bronze"), ("lvl-silver", "Silver"), ("lvl-gold", "Gold")]
@@ -298,6 +335,9 @@ class Item:
     status: int | None = None  # final
     request_id: str | None = None
     gave_up: bool = False
+    lost: bool = False  # no 200 within the provider's whole retry budget: the provider dropped it
+    spooled: bool = False  # its 200 said `"spooled": true`
+    provider_attempts: int = 0  # attempts counted against the budget (not the LB's reconnects)
     answered: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -1014,9 +1054,22 @@ class Workload:
 class Sender:
     """Its own thread and event loop: schedules items, posts them, retries like providers."""
 
-    def __init__(self, url: str, workload: Workload, rate: float, quick: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        workload: Workload,
+        rate: float,
+        quick: bool,
+        retries: dict[str, int] | None = None,
+    ) -> None:
         self.url, self.workload, self.rate = url, workload, rate
         self.horizon = 90.0 if quick else 600.0
+        # retries per provider (then the delivery is dropped); None: until the horizon
+        self.retries = retries
+        if retries is not None:  # the budget ends a delivery's retries, never the horizon
+            longest = CLIENT_TIMEOUT_S + LB_CONNECT_RETRIES * LB_RETRY_DELAY_S + 4.0
+            self.horizon = max(self.horizon, (max(retries.values()) + 1) * longest)
+        self.lb_reconnects = 0  # refused connections the load balancer retried
         self.items: list[Item] = []
         self.start = time.monotonic()
         self.start_epoch = time.time()
@@ -1048,7 +1101,7 @@ class Sender:
         tasks: set[asyncio.Task[None]] = set()
         sem = asyncio.Semaphore(48)
         connector = aiohttp.TCPConnector(limit=48)
-        timeout = aiohttp.ClientTimeout(total=10)
+        timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
         generated = 0.0
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             while True:
@@ -1087,25 +1140,45 @@ class Sender:
     ) -> None:
         d = it.delivery
         first = self.now()
+        budget = None if self.retries is None else self.retries[d.provider]
+        # with budgets, a load balancer stands between the providers and the bridge
+        reconnects = 0 if budget is None else LB_CONNECT_RETRIES
         for attempt in itertools.count():
             retry_after = 4.0
-            started = self.now()
             status = 0
-            try:
-                async with sem, http.post(self.url + d.path, data=d.body, headers=d.headers) as r:
-                    text = await r.text()
-                    status = r.status
-                    if status == 200:
-                        it.request_id = str(json.loads(text)["request_id"])
-                    try:
-                        retry_after = float(r.headers.get("Retry-After", "4"))
-                    except ValueError:
-                        pass
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                status = 0  # connection refused/reset or no answer in time
-            it.attempts.append((started, self.now() - started, status))
+            for reconnect in range(reconnects + 1):
+                started = self.now()
+                status, refused = 0, False
+                try:
+                    async with (
+                        sem,
+                        http.post(self.url + d.path, data=d.body, headers=d.headers) as r,
+                    ):
+                        text = await r.text()
+                        status = r.status
+                        if status == 200:
+                            doc = json.loads(text)
+                            it.request_id = str(doc["request_id"])
+                            it.spooled = doc.get("spooled") is True
+                        try:
+                            retry_after = float(r.headers.get("Retry-After", "4"))
+                        except ValueError:
+                            pass
+                except aiohttp.ClientConnectorError:
+                    refused = True  # nothing accepted the connection: no request was sent
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    status = 0  # connection reset or no answer in time
+                it.attempts.append((started, self.now() - started, status))
+                if not refused or reconnect == reconnects:
+                    break
+                self.lb_reconnects += 1
+                await asyncio.sleep(LB_RETRY_DELAY_S)
+            it.provider_attempts = attempt + 1
             if status not in (0, 429, 503):
                 it.status = status
+                return
+            if budget is not None and attempt >= budget:
+                it.status, it.lost = status, True  # the provider's last retry: it drops it
                 return
             if self.now() - first > self.horizon:
                 it.status, it.gave_up = status, True
@@ -1196,6 +1269,7 @@ class Fault:
     repaired: float | None = None  # the restart (or addition) was done
     bridge_200_s: float | None = None  # first 200 to a request sent after t0
     workers_ready_s: float | None = None  # every live worker's /readyz is 200
+    spool_drained_s: float | None = None  # the bridge's spool was empty again (with the spool)
     caught_up_s: float | None = None  # the group committed past what raw+events held when ready
     end: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -1217,6 +1291,15 @@ class Soak:
         self.faults: list[Fault] = []
         self.sender: Sender | None = None
         self.stopping = threading.Event()
+        self.spool_dir = self.tmp / "bridge-spool" if args.spool else None
+        # the last /metrics figures (SPOOL_METRICS) of each bridge process, by pid: counters
+        # start at 0 in every process, so the run's totals are sums over processes
+        self.bridge_metrics: dict[int, dict[str, float]] = {}
+        self.spool_at_bridge_kill: list[int] = []  # spool records when a bridge was killed
+
+    def bridge_env(self) -> dict[str, str]:
+        """The bridge's own settings: the spool, the same directory for every bridge process."""
+        return {} if self.spool_dir is None else {"CONNECTOR_SPOOL_DIR": str(self.spool_dir)}
 
     # -- processes -------------------------------------------------------------------------
 
@@ -1236,7 +1319,7 @@ class Soak:
             CONNECTOR_LOG_LEVEL="INFO",
             **FAST_FAILOVER,
         )
-        self.bridge = self.harness.start_bridge()
+        self.bridge = self.harness.start_bridge(**self.bridge_env())
         self.bridge_port = self.bridge.port
         log(f"bridge at {self.bridge.url}; starting two workers")
         for name in ("worker-a", "worker-b"):
@@ -1249,7 +1332,7 @@ class Soak:
         h = self.harness
         bridge = Bridge(
             "bridge",
-            h.env(CONNECTOR_BRIDGE_PORT=str(self.bridge_port)),
+            h.env(CONNECTOR_BRIDGE_PORT=str(self.bridge_port), **self.bridge_env()),
             h.tmp / "bridge.log",
             self.bridge_port,
         )
@@ -1283,6 +1366,41 @@ class Soak:
                         self.start_bridge()
                     else:
                         self.restart_worker(name)
+            self.scrape_bridge()
+
+    def scrape_bridge(self) -> dict[str, float] | None:
+        """The live bridge's spool figures from /metrics (kept per process); None if no answer."""
+        with self.lock:
+            bridge = self.bridge
+        if bridge is None or not bridge.alive:
+            return None
+
+        async def get() -> str:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+                async with http.get(bridge.url + "/metrics") as resp:
+                    resp.raise_for_status()
+                    return await resp.text()
+
+        try:
+            text = asyncio.run(get())
+        except Exception:
+            return None
+        got: dict[str, float] = dict.fromkeys(SPOOL_METRICS, 0.0)
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            name = name.partition("{")[0]
+            if name in got:  # summed over labels (bridge_spooled_total is per provider)
+                got[name] += float(value.split()[0])
+        with self.lock:
+            self.bridge_metrics[bridge.pid] = got
+        return got
+
+    def spool_empty(self) -> bool:
+        """True without a spool; else the live bridge says its spool holds no record."""
+        if self.spool_dir is None:
+            return True
+        got = self.scrape_bridge()
+        return got is not None and got["bridge_spool_records"] == 0
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -1319,6 +1437,12 @@ class Soak:
             f.workers_ready_s = round(self.sender.now() - f.t0, 2)
         else:
             f.notes.append(f"workers not all ready within {timeout}s")
+        if self.spool_dir is not None:
+            # what the bridge spooled reaches raw only now: catching up means with that too
+            if self._poll(self.spool_empty, timeout):
+                f.spool_drained_s = round(self.sender.now() - f.t0, 2)
+            else:
+                f.notes.append(f"spool not empty within {timeout}s")
         topics = [h.topic("raw"), h.topic("events")]
         target = self._ends(topics)
         if target is not None:
@@ -1375,6 +1499,48 @@ class Soak:
 
         return action
 
+    def long_outage(self, outage: float) -> Callable[[Fault], None]:
+        """Kafka SIGKILLed for `outage` s; halfway through, the bridge too (kill -9 while it
+        spools) and a new one on the same port and spool."""
+
+        def action(f: Fault) -> None:
+            started = time.monotonic()
+            self.broker.stop(signal.SIGKILL)
+            try:
+                time.sleep(outage / 2)
+                self.bridge_kill(f)
+                time.sleep(max(0.0, outage - (time.monotonic() - started)))
+            finally:
+                self.broker.start()
+
+        return action
+
+    def bridge_kill(self, f: Fault) -> None:
+        """SIGKILL the bridge (no shutdown code runs) and start a new one: same port, same spool."""
+        got = self.scrape_bridge()
+        with self.lock:
+            self.busy.add("bridge")
+            old = self.bridge
+        try:
+            assert old is not None
+            old.kill()
+            if self.spool_dir is not None:
+                records = -1 if got is None else int(got["bridge_spool_records"])
+                self.spool_at_bridge_kill.append(records)
+                f.notes.append(f"bridge SIGKILLed with {records} webhooks in its spool")
+            else:
+                f.notes.append("bridge SIGKILLed (no spool)")
+            with self.lock:
+                self.start_bridge()
+            # a bridge with a spool listens at once; one without waits for Kafka first
+            if self.spool_dir is not None and not self._poll(
+                lambda: self._http_ok(f"{old.url}/readyz"), 60, 0.2
+            ):
+                f.notes.append("new bridge not ready within 60s")
+        finally:
+            with self.lock:
+                self.busy.discard("bridge")
+
     def worker_kill(self, name: str) -> Callable[[Fault], None]:
         def action(f: Fault) -> None:
             with self.lock:
@@ -1418,6 +1584,7 @@ class Soak:
             old = self.bridge
         try:
             assert old is not None
+            self.scrape_bridge()  # its counters, before they go with the process
             try:
                 old.stop()
             except AssertionError as exc:
@@ -1447,6 +1614,7 @@ class Soak:
     def schedule(self, kinds: set[str]) -> list[tuple[float, str, str, Callable[[Fault], None]]]:
         """(seconds after start, name, kind, action) of each fault in this run."""
         duration = self.args.minutes * 60
+        outage = self.args.outage_seconds
         plan: list[tuple[float, str, str, Callable[[Fault], None]]] = []
         if self.quick:
             plan = [
@@ -1454,10 +1622,16 @@ class Soak:
                 (14, "bridge restart", "bridge", self.bridge_restart),
                 (20, "worker-c added (rebalance)", "rebalance", self.worker_add("worker-c")),
                 (
-                    34,
+                    28,
                     "broker SIGKILL + restart",
                     "broker",
                     self.broker_bounce(signal.SIGKILL, 3),
+                ),
+                (
+                    45,
+                    f"long broker outage: SIGKILL, {outage:.0f} s down, bridge SIGKILL",
+                    "outage",
+                    self.long_outage(outage),
                 ),
             ]
         else:
@@ -1478,9 +1652,17 @@ class Soak:
                 (0.43, "worker-c added (rebalance)", "rebalance", self.worker_add("worker-c")),
                 (0.55, "bridge restart", "bridge", self.bridge_restart),
                 (0.68, "together: broker, worker, bridge, worker-c out", "all", self.combined),
+                (
+                    0.8,
+                    f"long broker outage: SIGKILL, {outage:.0f} s down, bridge SIGKILL",
+                    "outage",
+                    self.long_outage(outage),
+                ),
             ]
             plan = [(frac * duration, n, k, a) for frac, n, k, a in plan]
-        return [p for p in plan if p[2] in kinds or (p[2] == "all" and kinds == set(KINDS))]
+        # the combined fault runs when every kind of the ones it combines does
+        combined = {"broker", "worker", "rebalance", "bridge"}
+        return [p for p in plan if p[2] in kinds or (p[2] == "all" and combined <= kinds)]
 
     # -- the whole run ---------------------------------------------------------------------
 
@@ -1488,7 +1670,8 @@ class Soak:
         args = self.args
         kinds = set(args.faults)
         assert self.bridge is not None
-        self.sender = Sender(self.bridge.url, workload, args.rate, self.quick)
+        retries = PROVIDER_RETRIES if args.provider_retries else None
+        self.sender = Sender(self.bridge.url, workload, args.rate, self.quick, retries)
         supervisor = threading.Thread(target=self.supervise, daemon=True)
         supervisor.start()
         self.sender.begin()
@@ -1515,9 +1698,11 @@ class Soak:
         started = time.monotonic()
         h = self.harness
         timeout = 90 if self.quick else 600
+        # the spool first: what it still holds is not on raw yet
         ok = self._poll(
             lambda: (
-                self.workers_ready()
+                self.spool_empty()
+                and self.workers_ready()
                 and lag(self.broker.bootstrap, h.app_id, [h.topic("raw"), h.topic("events")]) == 0
             ),
             timeout,
@@ -1616,6 +1801,20 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     acked = [it for it in items if it.status == 200]
     missing = [it.request_id for it in acked if it.request_id not in raw_ids]
 
+    # deliveries the provider dropped after its whole retry budget. Without the spool they are
+    # expected (a long outage outlasts the budget): the customers they touched are left out of
+    # the balance checks (their provider's account moved, the connector never heard of it; a
+    # refused write may also have landed late). With the spool none may be lost.
+    valid = [it for it in items if it.kind in ("valid", "duplicate", "poison")]
+    lost = [it for it in valid if it.lost]
+    lost_customers = {oracle[it.member].member_key for it in lost if it.member in oracle}
+    excluded = (
+        set()
+        if soak.spool_dir is not None
+        else {k for k, m in oracle.items() if m.member_key in lost_customers}
+    )
+    checked = {k: m for k, m in oracle.items() if k not in excluded}
+
     # accounts: the latest MemberBalance and MemberTier per key (the account key: the member key
     # for the default account), and the query API
     balances = latest(bootstrap, h.topic("balances"), codec)
@@ -1626,7 +1825,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         k for k, b in balances.items() if k not in oracle or b.account_id != oracle[k].account
     )
     tiers_wrong: list[dict[str, Any]] = []
-    for k in sorted(set(oracle) | set(tiers)):
+    for k in sorted((set(oracle) | set(tiers)) - excluded):
         record = tiers.get(k)
         want_tier = oracle[k].tier if k in oracle else "no such account"
         ok = (
@@ -1637,7 +1836,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         if not ok:
             tiers_wrong.append({"account": k, "want": want_tier, "got": _tier_of(record)})
     wrong: list[dict[str, Any]] = []
-    for key, m in oracle.items():
+    for key, m in checked.items():
         b = balances.get(key)
         got = None
         if b is not None:
@@ -1662,7 +1861,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
                     else {k: str(v) if isinstance(v, Decimal) else v for k, v in got.items()},
                 }
             )
-    query_wrong, queries = query_members(soak, oracle)
+    query_wrong, queries = query_members(soak, checked)
 
     # ledger: distinct entries, re-emissions, movements with two entry ids, sums per account;
     # the topic stays keyed by the member key (all of a member's accounts in one order)
@@ -1692,7 +1891,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     twice = {f"{k[0]} {k[1]}": sorted(v) for k, v in per_movement.items() if len(v) > 1}
     sum_wrong = {
         k: {"ledger_sum": str(sums.get(k, Decimal(0))), "oracle": m.balance}
-        for k, m in oracle.items()
+        for k, m in checked.items()
         if sums.get(k, Decimal(0)) != m.balance
     }
     sum_wrong |= {
@@ -1708,7 +1907,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     }
     not_booked = [
         f"{m.key} {mid}"
-        for m in oracle.values()
+        for m in checked.values()
         for mid in m.movement_ids
         if (m.key, mid) not in booked
     ]
@@ -1724,8 +1923,9 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     forged_accepted = sum(1 for it in forged if it.status == 200 or it.delivery.body in raw_bodies)
     big = [it for it in items if it.kind == "oversized"]
     big_accepted = sum(1 for it in big if it.status == 200 or it.delivery.body in raw_bodies)
-    valid = [it for it in items if it.kind in ("valid", "duplicate", "poison")]
-    refused_valid = [it for it in valid if it.status != 200]
+    # not acknowledged for another reason than the provider's budget (a final 4xx/5xx, or the
+    # horizon when senders retry until it)
+    refused_valid = [it for it in valid if it.status != 200 and not it.lost]
 
     # latencies: all attempts, and those that started inside a fault window
     attempts = [a for it in items for a in it.attempts]
@@ -1756,6 +1956,10 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         "poison_deliveries_not_dead_lettered": poison_missing,
         "drain_timed_out": 1 if extra.get("drain_seconds") is None else 0,
     }
+    spool = spool_figures(soak, items)
+    if soak.spool_dir is not None:  # the spool's promise: a long outage costs no delivery
+        must_be_zero["lost_by_provider_retry_policy"] = len(lost)
+        must_be_zero["spool_records_left_at_end"] = spool["bridge_spool_records_at_end"]
     by_kind = Counter(it.kind for it in items)
     # the workload's shapes, and legitimate repeats: a valid delivery whose exact bytes the member
     # already sent in an earlier delivery (it must count again)
@@ -1784,6 +1988,9 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "faults": sorted(soak.args.faults),
             "quick": soak.quick,
             "seed": soak.args.seed,
+            "spool": soak.spool_dir is not None,
+            "provider_retries": soak.sender.retries,
+            "outage_seconds": soak.args.outage_seconds if "outage" in soak.args.faults else None,
             "kafka": soak.broker.version,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
             "started": extra.get("started"),
@@ -1802,6 +2009,9 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             # a 503 after the ack deadline may still be stored: the retry is then a duplicate
             "raw_records_not_acknowledged": len(raw_ids - {it.request_id for it in acked}),
             "gave_up": sum(1 for it in items if it.gave_up),
+            "lost_by_provider_retry_policy": len(lost),
+            "acknowledged_spooled": sum(1 for it in acked if it.spooled),
+            "load_balancer_reconnects": soak.sender.lb_reconnects,
             "forged_refused_401": sum(1 for it in forged if it.status == 401),
             "oversized_refused_413": sum(1 for it in big if it.status == 413),
         },
@@ -1817,8 +2027,11 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "multi_account_customers": dict(Counter(ms[0].provider for ms in multi.values())),
             "multi_account_movements": sum(m.movements for ms in multi.values() for m in ms),
         },
+        "provider_retry_policy": provider_retry_policy(soak, lost, lost_customers, excluded),
+        "spool": spool,
         "members": {
-            "checked": len(oracle),
+            "checked": len(checked),
+            "excluded_lost_deliveries": len(excluded),
             "checked_via_query_api": queries,
             "wrong": wrong[:20],
             "stray_balances": stray_balances[:20],
@@ -1850,6 +2063,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             f.name: {
                 "bridge_200_again": f.bridge_200_s,
                 "workers_ready": f.workers_ready_s,
+                "spool_drained": f.spool_drained_s,
                 "caught_up": f.caught_up_s,
             }
             for f in soak.faults
@@ -1870,6 +2084,59 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         **extra,
     }
     return board
+
+
+def spool_figures(soak: Soak, items: list[Item]) -> dict[str, Any]:
+    """The spool as the senders saw it (200s saying spooled) and as the bridges counted it.
+
+    Counters start at 0 in each bridge process: totals are sums of each process's last scrape
+    (a process killed with SIGKILL: its last scrape, up to a second old, so "at least").
+    """
+    final = soak.scrape_bridge() if soak.spool_dir is not None else None
+    with soak.lock:
+        per_process = list(soak.bridge_metrics.values())
+    total = {k: int(sum(m[k] for m in per_process)) for k in SPOOL_METRICS}
+    return {
+        "enabled": soak.spool_dir is not None,
+        "acknowledged_spooled": sum(1 for it in items if it.status == 200 and it.spooled),
+        "bridge_spooled_total": total["bridge_spooled_total"],
+        "bridge_spool_forwarded": total["bridge_spool_forwarded"],
+        "bridge_spool_full_total": total["bridge_spool_full_total"],
+        # -1: the bridge did not answer /metrics at the end; None: no spool
+        "bridge_spool_records_at_end": None
+        if soak.spool_dir is None
+        else -1
+        if final is None
+        else int(final["bridge_spool_records"]),
+        "bridge_processes_scraped": len(per_process),
+        "spool_records_when_bridge_killed": [int(x) for x in soak.spool_at_bridge_kill],
+    }
+
+
+def provider_retry_policy(
+    soak: Soak, lost: list[Item], lost_customers: set[str], excluded: set[str]
+) -> dict[str, Any]:
+    """What the providers' retry budgets cost: lost deliveries by provider and by the fault in
+    whose window their first attempt started."""
+
+    def window(it: Item) -> str:
+        start = it.attempts[0][0] if it.attempts else 0.0
+        for f in soak.faults:
+            if f.t0 <= start <= (f.end if f.end is not None else f.t0):
+                return f.name
+        return "outside faults"
+
+    assert soak.sender is not None
+    return {
+        "retries": soak.sender.retries,
+        "lost_by_provider_retry_policy": len(lost),
+        "by_provider": dict(Counter(it.delivery.provider for it in lost)),
+        "by_kind": dict(Counter(it.kind for it in lost)),
+        "by_fault": dict(Counter(window(it) for it in lost)),
+        "customers_touched": len(lost_customers),
+        # without the spool: accounts of those customers, left out of the balance checks
+        "accounts_excluded_from_balance_checks": len(excluded),
+    }
 
 
 def traces(
@@ -2127,6 +2394,24 @@ def print_board(board: dict[str, Any]) -> None:
         f"gave up {w['gave_up']}"
     )
     print(f"HTTP attempts {w['http_attempts']}: {w['attempt_statuses']}")
+    rp, sp = board["provider_retry_policy"], board["spool"]
+    print(
+        f"provider retries {rp['retries'] or 'until the horizon'}: lost by provider retry policy "
+        f"{rp['lost_by_provider_retry_policy']} {rp['by_provider']} by fault {rp['by_fault']}; "
+        f"{rp['customers_touched']} customers touched, "
+        f"{rp['accounts_excluded_from_balance_checks']} accounts left out of the balance checks; "
+        f"load balancer reconnects {w['load_balancer_reconnects']}"
+    )
+    if sp["enabled"]:
+        print(
+            f"spool: {sp['acknowledged_spooled']} acknowledged as spooled; bridges counted "
+            f"spooled {sp['bridge_spooled_total']}, forwarded {sp['bridge_spool_forwarded']}, "
+            f"full {sp['bridge_spool_full_total']} over {sp['bridge_processes_scraped']} "
+            f"processes; records at the end {sp['bridge_spool_records_at_end']}; when the bridge "
+            f"was killed {sp['spool_records_when_bridge_killed']}"
+        )
+    else:
+        print("spool: off")
     wl = board["workload"]
     print(f"members by flavour {wl['members_by_flavour']}")
     print(
@@ -2168,7 +2453,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--faults", default="all", help="all, none or a comma list of " + ",".join(KINDS)
     )
     parser.add_argument(
-        "--quick", action="store_true", help="~1 minute, small, one fault of each kind"
+        "--spool",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the bridge's store-and-forward spool (CONNECTOR_SPOOL_DIR; default on)",
+    )
+    parser.add_argument(
+        "--provider-retries",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="senders retry as often as each provider does, then drop the delivery "
+        "(default: on when the outage fault runs; off: retry until the horizon)",
+    )
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=None,
+        help="how long the outage fault keeps Kafka down (default 180; 30 with --quick)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="~2 minutes, small, one fault of each kind"
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", default=str(RESULTS / "soak.json"))
@@ -2187,6 +2491,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = set(args.faults) - set(KINDS)
         if unknown:
             parser.error(f"unknown fault kinds {sorted(unknown)}; use {','.join(KINDS)}")
+    if args.outage_seconds is None:
+        args.outage_seconds = 30.0 if args.quick else 180.0
+    if args.provider_retries is None:
+        args.provider_retries = "outage" in args.faults
     return args
 
 
@@ -2212,7 +2520,8 @@ def main(argv: list[str] | None = None) -> int:
         workload = Workload(args.members, args.seed, args.quick)
         log(
             f"load: {args.minutes} min, {args.members} members, ~{args.rate} webhooks/s, "
-            f"faults {args.faults}, seed {args.seed}"
+            f"faults {args.faults}, seed {args.seed}, spool {'on' if args.spool else 'off'}, "
+            f"provider retries {PROVIDER_RETRIES if args.provider_retries else 'off'}"
         )
         extra = soak.run(workload)
         assert soak.sender is not None

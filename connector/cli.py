@@ -358,7 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_healthcheck)
 
-
     return parser
 
 

@@ -516,7 +516,8 @@ def create_app(
         # Kafka writes still pending belong to requests already answered 503 (past the ack
         # timeout): waited for a little, then the producer's bounded stop. With Kafka gone
         # the bridge exits ~10 s after SIGTERM, inside an orchestrator's grace period.
-        await handler.drain(timeout=DRAIN_TIMEOUT_S)
+        # with a spool every pending write past its ack deadline has a durable copy there
+        await handler.drain(timeout=0.5 if handler.spool is not None else DRAIN_TIMEOUT_S)
         if handler.forwarder is not None:
             await handler.forwarder.stop()
         starter = app.get(STARTER_KEY)
