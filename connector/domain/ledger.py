@@ -973,7 +973,7 @@ def apply_chain(
         # event id, but the same `created_at` and balance) says nothing new. Without a
         # provider time (v3) the time is when the bridge first received the delivery, so a
         # retry collapses too, and a real return to an earlier balance never does.
-        for near in chain[max(0, i - 2) : i + 2]:
+        for near in chain[max(0, i - 1) : i + 1]:  # the two links it would sit between
             if (
                 near.kind is EventType.BALANCE_SNAPSHOT
                 and near.balance == event.balance
