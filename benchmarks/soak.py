@@ -134,6 +134,7 @@ from connector.inspect import read_to_end  # noqa: E402
 from connector.models import DEFAULT_ACCOUNT, account_key  # noqa: E402
 from connector.providers import PROVIDERS  # noqa: E402
 from connector.providers.open_loyalty import OpenLoyalty  # noqa: E402
+from connector.streams.faust_compat import partitions_of  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Bridge,
     Delivery,
@@ -1218,8 +1219,7 @@ async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        tps = [tp for t in topics for tp in await partitions_of(consumer, t)]
         return dict(await consumer.end_offsets(tps)) if tps else {}
     finally:
         await consumer.stop()

@@ -24,11 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from connector.errors import BrokerError, ConnectorError, SchemaError
 from connector.registry import codec_for
 from connector.settings import Settings
+from connector.streams.faust_compat import partitions_of
 
 FORMATS = ("parquet", "csv")
 IDLE_LIMIT = 15  # empty one-second fetches in a row before giving up on reaching the end
@@ -257,13 +258,9 @@ async def read_records(
     rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
     skipped = undecodable = 0
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # a new topic may need a refresh
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
             raise BrokerError(f"topic {topic!r} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         start = await consumer.beginning_offsets(tps)

@@ -9,12 +9,13 @@ import time
 from typing import Any, TextIO
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from connector.errors import BrokerError, SchemaError
 from connector.models import to_json_obj
 from connector.registry import codec_for
 from connector.settings import Settings
+from connector.streams.faust_compat import partitions_of
 
 
 async def fetch_member(
@@ -94,13 +95,9 @@ async def read_to_end(
     await consumer.start()
     out: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()  # a new topic may need a refresh
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
@@ -142,14 +139,10 @@ async def tail(
         raise BrokerError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
     count = 0
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # a new topic may need a refresh
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
             known = ", ".join(sorted(settings.topics.all().values()))
             raise BrokerError(f"topic {topic!r} does not exist (connector topics: {known})")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)

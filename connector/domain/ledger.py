@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -58,7 +57,6 @@ from connector.models import (
 )
 
 DEFAULT_MEMORY = 1000
-STATE_VERSION = 2
 # How many balance-carrying or balance-moving events the balance chain keeps per member: how far
 # back an event may arrive out of order and still correct the balance statement after it.
 CHAIN_LENGTH = 16
@@ -274,7 +272,8 @@ class MemberState:
     """Everything the ledger knows about one member: one Faust table record.
 
     Balances, counters, tier, ordering marks and dedupe memory live together so that an event's
-    effect and its dedupe mark are persisted by a single changelog write.
+    effect and its dedupe mark are persisted by a single changelog write. How the record is
+    stored (its JSON bytes) is `connector.streams.state_format`'s business, not this class's.
     """
 
     member_key: str
@@ -380,88 +379,6 @@ class MemberState:
             account_id=self.account_id,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe dict for the table: Decimals as strings, datetimes as epoch-ms ints."""
-        return {
-            "v": STATE_VERSION,
-            "member_key": self.member_key,
-            "provider": self.provider.value,
-            "tenant": self.tenant,
-            "customer_id": self.customer_id,
-            "computed_balance": str(self.computed_balance),
-            "reported_balance": _dec_out(self.reported_balance),
-            "pending_points": str(self.pending_points),
-            "lifetime_earned": str(self.lifetime_earned),
-            "lifetime_redeemed": str(self.lifetime_redeemed),
-            "lifetime_expired": str(self.lifetime_expired),
-            "lifetime_adjusted": str(self.lifetime_adjusted),
-            "tier": _tier_out(self.tier),
-            "balance_mark": _mark_out(self.balance_mark),
-            "tier_mark": _mark_out(self.tier_mark),
-            "last_counters": _counters_out(self.last_counters),
-            "updated_at": to_ms(self.updated_at),
-            "as_of": to_ms(self.as_of),
-            "last_event_id": self.last_event_id,
-            "events_applied": self.events_applied,
-            "source_offset": self.source_offset,
-            "recent_event_ids": list(self.recent_event_ids),
-            "recent_movement_ids": list(self.recent_movement_ids),
-            "recent_event_ms": list(self.recent_event_ms),
-        } | self._optional_json()
-
-    def _optional_json(self) -> dict[str, Any]:
-        """The fields most members never use, written only when set (smaller table records)."""
-        out: dict[str, Any] = {}
-        if self.account_id != DEFAULT_ACCOUNT:
-            out["account_id"] = self.account_id
-        if self.accounts:
-            out["accounts"] = list(self.accounts)
-        if self.horizon_ms is not None:
-            out["horizon_ms"] = self.horizon_ms
-        if self.open_pending:
-            out["open_pending"] = [[m, str(v)] for m, v in self.open_pending]
-        if self.chain or self.chain_floor is not None or self.chain_base:
-            out["chain"] = list(self.chain)
-            out["chain_base"] = str(self.chain_base)
-            out["chain_floor"] = _mark_out(self.chain_floor)
-        return out
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> MemberState:
-        """Inverse of `to_json`; optional keys may be missing (records written by older code)."""
-        return cls(
-            member_key=d["member_key"],
-            provider=Provider(d["provider"]),
-            tenant=d["tenant"],
-            customer_id=d["customer_id"],
-            computed_balance=Decimal(d.get("computed_balance", "0.00")),
-            reported_balance=_dec_in(d.get("reported_balance")),
-            pending_points=Decimal(d.get("pending_points", "0.00")),
-            lifetime_earned=Decimal(d.get("lifetime_earned", "0.00")),
-            lifetime_redeemed=Decimal(d.get("lifetime_redeemed", "0.00")),
-            lifetime_expired=Decimal(d.get("lifetime_expired", "0.00")),
-            lifetime_adjusted=Decimal(d.get("lifetime_adjusted", "0.00")),
-            tier=_tier_in(d.get("tier")),
-            balance_mark=_mark_in(d.get("balance_mark")),
-            tier_mark=_mark_in(d.get("tier_mark")),
-            last_counters=_counters_in(d.get("last_counters")),
-            updated_at=from_ms(int(d["updated_at"])),
-            as_of=from_ms(int(d["as_of"])),
-            last_event_id=d.get("last_event_id", ""),
-            events_applied=int(d.get("events_applied", 0)),
-            source_offset=d.get("source_offset"),
-            recent_event_ids=tuple(d.get("recent_event_ids", ())),
-            recent_movement_ids=tuple(d.get("recent_movement_ids", ())),
-            recent_event_ms=tuple(d.get("recent_event_ms", ())),  # JSON ints
-            horizon_ms=None if d.get("horizon_ms") is None else int(d["horizon_ms"]),
-            open_pending=tuple((str(m), Decimal(v)) for m, v in d.get("open_pending", ())),
-            chain=tuple(d.get("chain", ())),
-            chain_base=Decimal(d.get("chain_base", "0.00")),
-            chain_floor=_mark_in(d.get("chain_floor")),
-            account_id=d.get("account_id", DEFAULT_ACCOUNT),
-            accounts=tuple(d.get("accounts", ())),
-        )
-
 
 _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(MemberState))
 _set = object.__setattr__
@@ -480,38 +397,6 @@ def replace(obj: Any, **changes: Any) -> Any:
     for name in _STATE_FIELDS:
         _set(new, name, changes[name] if name in changes else getattr(obj, name))
     return new
-
-
-def _dec_out(v: Decimal | None) -> str | None:
-    return None if v is None else str(v)
-
-
-def _dec_in(v: Any) -> Decimal | None:
-    return None if v is None else Decimal(str(v))
-
-
-def _tier_out(t: Tier | None) -> dict[str, Any] | None:
-    return None if t is None else {"id": t.id, "name": t.name, "order": t.order}
-
-
-def _tier_in(d: Mapping[str, Any] | None) -> Tier | None:
-    return None if d is None else Tier(id=d.get("id"), name=d.get("name"), order=d.get("order"))
-
-
-def _mark_out(m: OrderKey | None) -> list[Any] | None:
-    return None if m is None else [m.revision, m.occurred_ms, m.event_id, m.received_ms]
-
-
-def _mark_in(v: Iterable[Any] | None) -> OrderKey | None:
-    if v is None:
-        return None
-    revision, occurred_ms, event_id, *rest = v  # version 1 marks had no receive time
-    return OrderKey(
-        None if revision is None else int(revision),
-        int(occurred_ms),
-        str(event_id),
-        int(rest[0]) if rest else 0,
-    )
 
 
 def link_text(link: Link) -> str:
@@ -549,16 +434,6 @@ def parse_link(text: str) -> Link:
 
 
 _COUNTER_FIELDS = ("earned", "redeemed", "adjusted", "expired", "total")
-
-
-def _counters_out(c: PointCounters | None) -> dict[str, str | None] | None:
-    return None if c is None else {f: _dec_out(getattr(c, f)) for f in _COUNTER_FIELDS}
-
-
-def _counters_in(d: Mapping[str, Any] | None) -> PointCounters | None:
-    if d is None:
-        return None
-    return PointCounters(**{f: _dec_in(d.get(f)) for f in _COUNTER_FIELDS})
 
 
 # ---------------------------------------------------------------------------------------------

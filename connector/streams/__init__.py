@@ -1,7 +1,10 @@
 """Faust worker: `normalize` and `ledger` agents, the members table and member queries.
 
-`create_app(settings)` builds the app; `connector.streams:app` is the module-level app Faust's
-own CLI needs (`faust -A connector.streams:app worker`), built from the environment on first use.
+Laid out as Faust suggests for larger apps: `app.py` builds the app (`create_app(settings)` →
+`ConnectorApp`), `agents.py`, `views.py` and `metrics.py` beside it; the members table is
+`members.py` with its record format in `state_format.py`; Faust internals only in
+`faust_compat.py`. `connector.streams:app` is the module-level app Faust's own CLI needs
+(`faust -A connector.streams:app worker`), built from the environment on first use.
 """
 
 from __future__ import annotations

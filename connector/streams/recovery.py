@@ -4,11 +4,11 @@ Faust rebuilds a table partition by feeding every changelog record through its c
 changelog queue and one coroutine step per record: ~7,000 records/s on our 2-core machine
 (`benchmarks/pipeline.py`), so a worker that lost its data dir needs minutes for a few million
 members before it answers. `BulkRestoreRecovery` reads the missing changelog range of each
-*active* partition first, with a plain aiokafka consumer of its own, straight into the
-partition's RocksDB store in write batches, and records the offsets it reached, exactly as
-Faust's `apply_changelog_batch` does. Faust's own recovery then starts from those offsets and
-finds nothing (or only what arrived since) left to read. Standby partitions keep Faust's path:
-they do not hold up readiness.
+*active* partition first, with a plain aiokafka consumer of its own, into the partition's
+RocksDB store through the store's own `apply_changelog_batch` (one write batch per fetch, then
+the offset reached). Faust's own recovery then starts from those offsets and finds nothing (or
+only what arrived since) left to read. Standby partitions keep Faust's path: they do not hold up
+readiness. The hook it runs in is `faust_compat.ActiveOffsetsHookRecovery`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from faust.tables import TableManager
+from aiokafka.structs import ConsumerRecord
+from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
-from faust.types import TP
+from faust.types import TP, AppT, CollectionT, StoreT
+from faust.types.enums import ProcessingGuarantee
 from mode.utils.times import want_seconds
+
+from connector.streams.changelog import apply_changelog, changelog_event
+from connector.streams.faust_compat import ActiveOffsetsHookRecovery, RecoveryTableManager
 
 log = logging.getLogger("connector.worker")
 
@@ -52,27 +57,41 @@ class SeekBeforeResumeRecovery(Recovery):
         await super().on_recovery_completed(generation_id)
 
 
-class BulkRestoreRecovery(SeekBeforeResumeRecovery):
+class BulkRestoreRecovery(ActiveOffsetsHookRecovery, SeekBeforeResumeRecovery):
     """`SeekBeforeResumeRecovery` that bulk-restores active changelog partitions first."""
 
-    async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
-        await super()._build_offsets(consumer, tps, destination, title)
-        if title != "active" or not tps:
-            return
+    async def after_active_offsets(
+        self,
+        tps: set[TP],
+        offsets: MutableMapping[TP, int],
+        *,
+        highwaters: Mapping[TP, int],
+        tables: Mapping[TP, CollectionT],
+        interrupted: Callable[[], bool],
+    ) -> None:
         todo = {
-            tp: (destination[tp], self.active_highwaters[tp])
+            tp: (offsets[tp], last)
             for tp in tps
-            if self.active_highwaters.get(tp) is not None
-            and self.active_highwaters[tp] > destination[tp]
-            and _rocksdb_store(self.tp_to_table[tp]) is not None
+            if (last := highwaters.get(tp)) is not None and last > offsets[tp]
         }
+        stores = {tp: store for tp in todo if (store := _rocksdb_store(tables[tp])) is not None}
+        todo = {tp: todo[tp] for tp in stores}
         if not todo:
             return
         # Faust runs this step under broker_request_timeout and treats running out of it as
         # the recovery service stopping; what is not restored by then Faust's loop reads.
         budget = BUDGET_SHARE * want_seconds(self.app.conf.broker_request_timeout)
         try:
-            await self._bulk_restore(todo, destination, budget)
+            await bulk_restore(
+                _bootstrap(self.app),
+                stores,
+                todo,
+                isolation_level=_isolation_level(self.app),
+                client_id=f"{self.app.conf.id}-bulk-restore",
+                deadline=time.monotonic() + budget,
+                interrupted=interrupted,
+                progress=lambda tp, offset: offsets.__setitem__(tp, max(offsets[tp], offset)),
+            )
         except (KafkaError, OSError) as exc:  # e.g. the broker went away meanwhile
             log.warning(
                 "bulk restore failed (%s: %s); Faust's recovery reads the changelog",
@@ -80,49 +99,35 @@ class BulkRestoreRecovery(SeekBeforeResumeRecovery):
                 exc,
             )
 
-    async def _bulk_restore(self, todo: Any, destination: Any, budget: float) -> None:
-        await bulk_restore(
-            _bootstrap(self.app),
-            {tp: _rocksdb_store(self.tp_to_table[tp]) for tp in todo},
-            todo,
-            isolation_level=_isolation_level(self.app),
-            client_id=f"{self.app.conf.id}-bulk-restore",
-            deadline=time.monotonic() + budget,
-            interrupted=self.signal_recovery_start.is_set,
-            progress=lambda tp, offset: destination.__setitem__(tp, max(destination[tp], offset)),
-        )
 
-
-class ConnectorTableManager(TableManager):
+class ConnectorTableManager(RecoveryTableManager):
     """Faust's TableManager with `BulkRestoreRecovery`."""
 
-    @property
-    def recovery(self) -> Recovery:
-        if self._recovery is None:
-            self._recovery = BulkRestoreRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
-        return self._recovery
+    recovery_class = BulkRestoreRecovery
 
 
-def _rocksdb_store(table: Any) -> Any:
+def _rocksdb_store(table: CollectionT) -> StoreT | None:
     """The table's Faust RocksDB store, or None (the memory store keeps Faust's recovery)."""
-    store = table.data
-    if hasattr(store, "_db_for_partition") and hasattr(store, "set_persisted_offset"):
-        return store
-    return None
+    try:
+        from faust.stores.rocksdb import Store as RocksDBStore
+    except ImportError:  # pragma: no cover - faust without its rocksdb store module
+        return None
+    store = cast(Collection, table).data
+    return store if isinstance(store, RocksDBStore) else None
 
 
-def _isolation_level(app: Any) -> str:
-    eos = str(app.conf.processing_guarantee.value) == "exactly_once"
+def _isolation_level(app: AppT) -> str:
+    eos = app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
     return "read_committed" if eos else "read_uncommitted"
 
 
-def _bootstrap(app: Any) -> list[str]:
+def _bootstrap(app: AppT) -> list[str]:
     return [f"{url.host}:{url.port or 9092}" for url in app.conf.broker]
 
 
 async def bulk_restore(
     bootstrap: list[str],
-    stores: Mapping[TP, Any],
+    stores: Mapping[TP, StoreT[Any, Any]],
     ranges: Mapping[TP, tuple[int, int]],
     *,
     isolation_level: str,
@@ -133,7 +138,7 @@ async def bulk_restore(
 ) -> dict[TP, int]:
     """Read each changelog partition's records after `start` up to `last` into its store.
 
-    `stores[tp]`: a Faust RocksDB store (`_db_for_partition`, `set_persisted_offset`).
+    `stores[tp]`: a Faust store (`StoreT`); records go in with its `apply_changelog_batch`.
 
     `ranges[tp] = (start, last)`: Faust's convention, the last offset already in the store (-1
     for none) and the last offset to read (the highwater minus one). Returns, per partition,
@@ -225,27 +230,13 @@ async def bulk_restore(
     return reached
 
 
-def _write(store: Any, tp: TP, msgs: list[Any]) -> None:
-    """One RocksDB write batch, then the persisted offset: Faust's apply_changelog_batch."""
-    db = store._db_for_partition(tp.partition)
-    batch = _write_batch(store)
-    for m in msgs:
-        if m.value is None:
-            batch.delete(m.key)
-        else:
-            batch.put(m.key, m.value)
-    db.write(batch)
-    store.set_persisted_offset(tp, msgs[-1].offset)
-
-
-def _write_batch(store: Any) -> Any:
-    if getattr(store, "use_rocksdict", True):
-        import rocksdict
-
-        return rocksdict.WriteBatch(raw_mode=True)
-    import rocksdb  # python-rocksdb, when Faust uses it instead of rocksdict
-
-    return rocksdb.WriteBatch()
+def _write(store: StoreT[Any, Any], tp: TP, msgs: list[ConsumerRecord[bytes, bytes]]) -> None:
+    """One write batch, then the persisted offset: the store's own apply_changelog_batch."""
+    app = store.app
+    apply_changelog(
+        store,
+        [changelog_event(app, tp, m.offset, m.key, m.value, m.timestamp / 1000) for m in msgs],
+    )
 
 
 __all__ = [

@@ -1,11 +1,11 @@
-"""Running a worker process: Faust's Worker with our settings; SIGTERM stops it cleanly."""
+"""Running a worker process: Faust's `faust.Worker` around our `ConnectorApp`; SIGTERM stops it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from faust.worker import Worker as FaustWorker
+import faust
 
 from connector.kafka_admin import wait_and_ensure_topics
 from connector.registry import register_schemas
@@ -28,21 +28,21 @@ def run_worker(settings: Settings) -> int:
             settings.schema_registry_url,
             ", ".join(f"{subject}={schema_id}" for subject, schema_id in sorted(ids.items())),
         )
-    worker = create_app(settings)
+    connector = create_app(settings)
     if settings.processing_guarantee == "exactly_once":
         log.info(
             "processing_guarantee=exactly_once: outputs, table and offsets commit in "
             "Kafka transactions"
         )
-    fw = FaustWorker(
-        worker.app,
+    worker = faust.Worker(
+        connector.app,
         loglevel=settings.log_level,
         quiet=True,
         override_logging=False,
         daemon=True,
     )
     try:
-        fw.execute_from_commandline()
+        worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0

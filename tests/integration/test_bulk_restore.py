@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rocksdict
+import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
@@ -24,25 +24,20 @@ OFFSET_KEY = b"__faust\x00offset__"
 
 
 class Store:
-    """The two things bulk_restore uses of Faust's RocksDB store, over real rocksdict DBs."""
-
-    use_rocksdict = True
+    """A real Faust RocksDB store (the members table's), in `root`; what bulk_restore writes to."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.dbs = root, {}
+        app = faust.App(
+            "test-bulk-restore", broker="kafka://unused:1", store="rocksdb://", datadir=root
+        )
+        self.table = app.Table("members", partitions=2, key_type=bytes, value_type=bytes)
+        self.store = self.table.data
 
-    def _db_for_partition(self, partition: int) -> Any:
-        if partition not in self.dbs:
-            self.dbs[partition] = rocksdict.Rdict(
-                str(self.root / f"p{partition}.db"), options=rocksdict.Options(raw_mode=True)
-            )
-        return self.dbs[partition]
-
-    def set_persisted_offset(self, tp: TP, offset: int) -> None:
-        self._db_for_partition(tp.partition).put(OFFSET_KEY, str(offset).encode())
+    def db(self, partition: int) -> Any:
+        return self.store._db_for_partition(partition)  # the test reads the DB as it is on disk
 
     def contents(self, partition: int) -> dict[bytes, bytes]:
-        return dict(self._db_for_partition(partition).items())
+        return dict(self.db(partition).items())
 
 
 async def _topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -75,13 +70,13 @@ def test_bulk_restore_writes_values_tombstones_and_offsets(
         finally:
             await producer.stop()
         store = Store(tmp_path)
-        store._db_for_partition(0).put(b"stale", b"x")
+        store.db(0).put(b"stale", b"x")
         tp0, tp1 = TP(topic, 0), TP(topic, 1)
         # partition 0: nothing in the store yet, read to the end (3000 values + 1 tombstone:
         # offsets 0..3000); partition 1: offsets 0..3 already in the store, read only 4..6
         reached = await bulk_restore(
             [kafka.bootstrap],
-            {tp0: store, tp1: store},
+            {tp0: store.store, tp1: store.store},
             {tp0: (-1, 3000), tp1: (3, 6)},
             isolation_level="read_uncommitted",
         )
@@ -135,7 +130,7 @@ def test_bulk_restore_read_committed_skips_aborted_and_steps_over_markers(
         store = Store(tmp_path)
         tp = TP(topic, 0)
         reached = await bulk_restore(
-            [kafka.bootstrap], {tp: store}, {tp: (-1, 7)}, isolation_level="read_committed"
+            [kafka.bootstrap], {tp: store.store}, {tp: (-1, 7)}, isolation_level="read_committed"
         )
         return reached, store, 7
 
@@ -169,7 +164,7 @@ def test_bulk_restore_stops_at_its_deadline_with_progress_recorded(
         tp = TP(topic, 0)
         reached = await bulk_restore(
             [kafka.bootstrap],
-            {tp: store},
+            {tp: store.store},
             {tp: (-1, 49_999)},
             isolation_level="read_uncommitted",
             deadline=time.monotonic(),  # already due: one fetch round, then stop

@@ -1,0 +1,100 @@
+"""The members table: its definition, and how the ledger and the member query read and write it.
+
+One record per member account (key and value bytes: `state_format`), so an event's effect and
+its dedupe mark are a single changelog write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import cast
+
+from faust.tables.base import Collection
+from faust.types import TP, AppT, EventT, RecordMetadata, TableT
+
+from connector.domain.ledger import MemberState
+from connector.settings import Settings
+from connector.streams.changelog import apply_changelog, changelog_event
+from connector.streams.faust_compat import set_current_event
+from connector.streams.state_format import dump_state, load_state, record_key
+
+
+def members_table(app: AppT, settings: Settings) -> TableT[bytes, bytes]:
+    """The table of `MemberState` records, keyed like the events topic."""
+    # The key must be raw bytes, exactly the events topic's key: Faust's router finds a key's
+    # owner by hashing the *changelog* key, while the record lives in the partition of the
+    # events record that wrote it. Faust picks the table's serializers from key_type (a `str`
+    # key is JSON-encoded, '"k"', whatever a Schema says), so key_type=bytes it is.
+    # The value is the JSON text as bytes (value_type=bytes: Faust passes it through), made
+    # and parsed by `state_format`; the same bytes Faust's json codec wrote.
+    return app.Table(
+        "members",
+        default=None,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+
+
+class Members:
+    """Reads and writes of the members table's records as `MemberState`s."""
+
+    def __init__(self, app: AppT, table: TableT[bytes, bytes]) -> None:
+        self.app, self.table = app, table
+        self.changelog = table.changelog_topic.get_topic_name()
+
+    def read(self, key: str, event: EventT) -> MemberState | None:
+        """The record `key` as processing `event` (of the member's events partition) sees it."""
+        # The RocksDB store reads from the *current event's* partition; in a batch that is
+        # whichever event Faust or the previous read left current, possibly of another
+        # partition, and the member would look new (its state silently reset). All of a
+        # member's accounts live in its events partition.
+        set_current_event(event)
+        return load_state(self.table.get(record_key(key)))
+
+    def lookup(self, key: str) -> MemberState | None:
+        """The record `key` outside stream processing (the member query): any local partition."""
+        return load_state(self.table.get(record_key(key)))
+
+    def write(self, key: str, stored: bytes) -> None:
+        """Faust's own table write (exactly_once: the changelog record joins the transaction)."""
+        self.table[record_key(key)] = stored
+
+    async def write_batch(self, rows: Sequence[tuple[str, EventT, MemberState]]) -> None:
+        """Write a batch's member records to the changelog and then the store (at-least-once).
+
+        Each record `(key, event, state)` goes to the changelog partition of `event`, the
+        event that last changed it (the partition `members[key] = value` would pick), straight
+        through the producer, without Faust's per-write FutureMessage/buffer plumbing, which
+        cost more than the write itself. The batch waits for the changelog acks, then writes
+        the records and each partition's offset into the store (the store's own changelog
+        batch write), so the store never holds a record Kafka does not, and the batch's source
+        offsets are never committed ahead of the table state they produced.
+        """
+        producer, changelog = self.app.producer, self.changelog
+        sent: list[tuple[int, bytes, bytes]] = []
+        acks: list[Awaitable[RecordMetadata]] = []
+        for key, event, state in rows:
+            kb, vb = record_key(key), dump_state(state)
+            partition = event.message.partition
+            sent.append((partition, kb, vb))
+            acks.append(
+                await producer.send(
+                    topic=changelog,
+                    key=kb,
+                    value=vb,
+                    partition=partition,
+                    timestamp=None,
+                    headers=None,
+                )
+            )
+        written = await asyncio.gather(*acks)
+        app = self.app
+        apply_changelog(
+            cast(Collection, self.table).data,
+            [
+                changelog_event(app, TP(changelog, partition), md.offset, kb, vb)
+                for (partition, kb, vb), md in zip(sent, written, strict=True)
+            ],
+        )
