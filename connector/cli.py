@@ -358,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3.0)
     p.set_defaults(func=cmd_healthcheck)
 
+    from connector.rebuild_cli import add_commands
+
+    add_commands(sub)  # rebuild, diff, cutover
     return parser
 
 
