@@ -102,8 +102,28 @@ def cmd_members(args: argparse.Namespace) -> int:
     from connector.inspect import run_members
 
     return run_members(
-        Settings.from_env(), args.provider, args.tenant, args.customer_id, args.url, args.account
+        Settings.from_env(),
+        args.provider,
+        args.tenant,
+        args.customer_id,
+        args.url,
+        args.account,
+        min_offset=args.min_offset,
     )
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from connector.forget import forget
+
+    settings = Settings.from_env()
+    try:
+        result = asyncio.run(forget(settings, args.provider, args.tenant, args.customer_id))
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -283,7 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("customer_id")
     p.add_argument("--url", help="worker base URL (default http://127.0.0.1:CONNECTOR_WEB_PORT)")
     p.add_argument("--account", help="only this points account (default: all of them)")
+    p.add_argument(
+        "--min-offset",
+        type=int,
+        default=None,
+        help="wait (up to 10 s) until the worker has applied this events-topic offset of the "
+        "member's partition (a balances or ledger record's source_offset)",
+    )
     p.set_defaults(func=cmd_members)
+
+    p = sub.add_parser(
+        "forget",
+        help="erase a member: its records deleted, balances and tiers tombstoned (GDPR erasure)",
+    )
+    p.add_argument("provider", choices=sorted(PROVIDERS))
+    p.add_argument("tenant")
+    p.add_argument("customer_id")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("tail", help="print a topic's records as JSON lines (Avro decoded)")
     p.add_argument("topic", help="topic name, or raw/events/ledger/balances/tiers/dlq")

@@ -103,6 +103,33 @@ CORE_VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_DEDUPE_MEMORY", "1000", "recent event and movement ids kept per member"),
     Var("CONNECTOR_TENANTS_FILE", None, "TOML file of per-tenant provider secrets"),
     Var(
+        "CONNECTOR_REDACT_ATTRIBUTES",
+        "",
+        "comma-separated event attributes never written to the events topic (e.g. "
+        "`email,phone`); the raw topic keeps the webhook as it came",
+    ),
+    Var(
+        "CONNECTOR_API_TOKENS_FILE",
+        None,
+        "file of bearer tokens (one per line, `#` comments) the worker's member API requires "
+        "(`Authorization: Bearer <token>`). Unset: the API is open (keep it on a private network)",
+    ),
+    Var(
+        "CONNECTOR_API_AUTH_METRICS",
+        "false",
+        "`true`: the worker's /metrics needs a token too (/healthz and /readyz never do)",
+    ),
+    Var(
+        "CONNECTOR_QUERY_MAX_WAIT_MS",
+        "10000",
+        "longest wait a member query's `?min_offset=` may ask for (`&wait_ms=`, default 5000)",
+    ),
+    Var(
+        "CONNECTOR_FAUST_TABLE_PAGES",
+        "false",
+        "`true` turns on Faust's own /table pages (they read table data with no authentication)",
+    ),
+    Var(
         "CONNECTOR_SCHEMA_REGISTRY_URL",
         None,
         "Confluent-compatible Schema Registry base URL (e.g. Apicurio's `.../apis/ccompat/v7`). "
@@ -237,3 +264,40 @@ def warn_if_readable_by_others(path: Path, name: str) -> None:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
         log.warning("%s %s is readable by other users; chmod 600 it", name, path)
+
+
+def api_tokens(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The member API's bearer tokens from CONNECTOR_API_TOKENS_FILE (empty: no auth)."""
+    name = "CONNECTOR_API_TOKENS_FILE"
+    path = get(env, name)
+    if not path:
+        return ()
+    warn_if_readable_by_others(Path(path).expanduser(), name)
+    tokens = []
+    for line in read_file(path, name).splitlines():
+        token = line.split("#", 1)[0].strip()
+        if not token:
+            continue
+        if len(token) < 16 or not TOKEN_RE.fullmatch(token):
+            raise ConfigError(
+                f"{name}: a token must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / = "
+                "(a line of the file is not; the file is not printed)"
+            )
+        tokens.append(token)
+    if not tokens:
+        raise ConfigError(f"{name}={path!r} holds no token (one per line)")
+    return tuple(tokens)
+
+
+TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/=]+")  # RFC 6750 b64token
+
+
+def attribute_names(env: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = get(env, name) or ""
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    if "anonymize_request" in names:
+        raise ConfigError(
+            f"{name}: `anonymize_request` cannot be redacted: it is what tells the worker to "
+            "erase a Wix member (docs/erasure.md)"
+        )
+    return names

@@ -25,11 +25,18 @@ async def fetch_member(
     customer_id: str,
     timeout: float = 5.0,
     account: str | None = None,
+    token: str | None = None,
+    min_offset: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """The worker's answer to a member query: (HTTP status, JSON body)."""
     target = f"{url.rstrip('/')}/members/{provider}/{tenant}/{customer_id}"
-    params = {"account": account} if account else None
+    params = {"account": account} if account else {}
+    if min_offset is not None:
+        params["min_offset"] = str(min_offset)
+        params["wait_ms"] = str(int(max(0.0, timeout - 2) * 1000))
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.get(target, params=params) as resp:
+        async with session.get(target, params=params, headers=headers) as resp:
             try:
                 body = await resp.json(content_type=None)
             except (json.JSONDecodeError, aiohttp.ContentTypeError):
@@ -44,14 +51,32 @@ def run_members(
     customer_id: str,
     url: str | None,
     account: str | None = None,
+    min_offset: int | None = None,
 ) -> int:
+    """`loyalty-connector members`: with CONNECTOR_API_TOKENS_FILE set, it sends the file's
+    first token."""
     base = url or f"http://127.0.0.1:{settings.web_port}"
+    token = settings.api_tokens[0] if settings.api_tokens else None
+    # with --min-offset: wait up to 10 s (or the worker's CONNECTOR_QUERY_MAX_WAIT_MS)
+    timeout = 5.0 if min_offset is None else min(10_000, settings.query_max_wait_ms) / 1000 + 2
     try:
         status, body = asyncio.run(
-            fetch_member(base, provider, tenant, customer_id, account=account)
+            fetch_member(
+                base,
+                provider,
+                tenant,
+                customer_id,
+                timeout=timeout,
+                account=account,
+                token=token,
+                min_offset=min_offset,
+            )
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         print(f"error: cannot reach the worker at {base}: {exc}", file=sys.stderr)
+        return 1
+    if status == 410:
+        print(f"error: {body.get('error')} at {body.get('erased_at')}", file=sys.stderr)
         return 1
     if status != 200:
         print(f"error: {body.get('error', status)}", file=sys.stderr)

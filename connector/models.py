@@ -357,9 +357,14 @@ def to_json_obj(record: Any) -> dict[str, Any]:
     return {k: _jsonable(v) for k, v in to_dict(record).items()}
 
 
+def json_time(value: datetime) -> str:
+    """A time as the JSON outputs write it: UTC, milliseconds, `Z`."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return json_time(value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):

@@ -40,6 +40,7 @@ All state is in memory: about 1.5 kB per account plus ~200 bytes per remembered 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import json
 import logging
@@ -57,10 +58,11 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 
 from connector.avro import AvroCodec
+from connector.domain.erasure import Erasure, Reason, erasure_reason, revives
 from connector.domain.ledger import MemberState, Outcome, apply, with_account
 from connector.errors import BrokerError
 from connector.kafka_admin import ensure_topics
-from connector.models import DeadLetter, LoyaltyEvent, utc
+from connector.models import DeadLetter, LoyaltyEvent, account_key, utc
 from connector.raw import PROVIDER, ConsumedRecord, header_map
 from connector.registry import codec_for, register_schemas
 from connector.settings import Settings
@@ -80,7 +82,7 @@ from connector.shadow import (
 from connector.streams.faust_compat import partitions_of
 from connector.streams.normalize import Normalized, dead_letter, normalize
 from connector.streams.partitioner import CachedPartitioner
-from connector.streams.state_format import dump_state, record_key
+from connector.streams.state_format import dump_erasure, dump_state, erasure_key, record_key
 
 log = logging.getLogger("connector.rebuild")
 
@@ -112,6 +114,8 @@ class RebuildResult:
     beyond_horizon: int = 0
     ledger_entries: int = 0
     tier_changes: int = 0
+    erased_members: int = 0
+    erased_events: int = 0  # events for an erased member, dropped as the worker drops them
     accounts: int = 0
     members: int = 0
     changelog_records: int = 0
@@ -136,6 +140,8 @@ class RebuildResult:
             "beyond_horizon": self.beyond_horizon,
             "ledger_entries": self.ledger_entries,
             "tier_changes": self.tier_changes,
+            "erased_members": self.erased_members,
+            "erased_events": self.erased_events,
             "accounts": self.accounts,
             "members": self.members,
             "changelog_records": self.changelog_records,
@@ -300,12 +306,14 @@ class Ledger:
         topics = shadow.topics
         self.ledger_topic, self.tiers_topic = topics.ledger, topics.tiers
         self.states: dict[str, MemberState] = {}
-        self.balances: dict[str, bytes] = {}  # account key → its newest MemberBalance record
+        # account key → its newest MemberBalance record (None: erased, a tombstone)
+        self.balances: dict[str, bytes | None] = {}
+        self.erased: dict[str, Erasure] = {}  # member key → its erasure marker
 
     def step(
         self, record: ConsumedRecord
-    ) -> tuple[list[tuple[str, bytes, bytes]], DeadLetter | None]:
-        """(outputs as (topic, key, value), None) or ([], the dead letter)."""
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], DeadLetter | None]:
+        """(outputs as (topic, key, value; None a tombstone), None) or ([], the dead letter)."""
         codec, states = self.codec, self.states
         try:
             loyalty: LoyaltyEvent = codec.decode(record.value or b"", LoyaltyEvent)
@@ -314,13 +322,24 @@ class Ledger:
         key, mk = loyalty.account_key, loyalty.member_key
         now = utc(datetime.now(UTC))
         outcome: Outcome | None = None
+        reason = erasure_reason(loyalty)
+        erased = self.erased.get(mk)
+        if erased is not None:
+            if reason is not None or not revives(erased, loyalty):
+                self.result.erased_events += 1
+                return [], None
+            del self.erased[mk]  # a new registration after the erasure: a fresh member
+        elif reason is not None:
+            return self.erase(loyalty, reason, now), None
         try:
             outcome = apply(
                 states.get(key), loyalty, now=now, offset=record.offset, memory=self.memory
             )
             index = with_account(states.get(mk), loyalty, now) if key != mk else None
             kb, akb = mk.encode(), key.encode()
-            outputs = [(self.ledger_topic, kb, codec.encode(e)) for e in outcome.entries]
+            outputs: list[tuple[str, bytes, bytes | None]] = [
+                (self.ledger_topic, kb, codec.encode(e)) for e in outcome.entries
+            ]
             if outcome.tier_change is not None:
                 outputs.append((self.tiers_topic, akb, codec.encode(outcome.tier_change)))
             balance = None
@@ -343,6 +362,30 @@ class Ledger:
         r.ledger_entries += len(outcome.entries)
         r.tier_changes += outcome.tier_change is not None
         return outputs, None
+
+    def erase(
+        self, loyalty: LoyaltyEvent, reason: Reason, now: datetime
+    ) -> list[tuple[str, bytes, bytes | None]]:
+        """The worker's erasure (streams/ledger.py `LedgerStep.erase`): every account record
+        deleted, its balances and tiers records tombstoned, the marker kept."""
+        mk = loyalty.member_key
+        default = self.states.get(mk)
+        keys = [mk] + ([account_key(mk, a) for a in default.accounts] if default else [])
+        if loyalty.account_key not in keys:
+            keys.append(loyalty.account_key)
+        outputs: list[tuple[str, bytes, bytes | None]] = []
+        for k in keys:
+            self.states.pop(k, None)
+            self.balances[k] = None
+            outputs.append((self.tiers_topic, k.encode(), None))
+        self.erased[mk] = Erasure(
+            erased_at=now,
+            occurred_at=utc(loyalty.occurred_at),
+            reason=reason,
+            event_id=loyalty.event_id,
+        )
+        self.result.erased_members += 1
+        return outputs
 
 
 def _ledger_dead_letter(
@@ -430,10 +473,13 @@ async def _wait_for_leaders(settings: Settings, topics: list[str], patience: flo
 
 
 async def rebuild(
-    settings: Settings, options: RebuildOptions, *, normalizer: Normalizer = normalize
+    settings: Settings, options: RebuildOptions, *, normalizer: Normalizer | None = None
 ) -> RebuildResult:
     """Run one rebuild (see the module docstring); raises ShadowError before writing anything
-    if the shadow names are taken."""
+    if the shadow names are taken. `normalizer`: the worker's `normalize` (with the settings'
+    CONNECTOR_REDACT_ATTRIBUTES) unless given."""
+    if normalizer is None:
+        normalizer = functools.partial(normalize, redact=settings.redact_attributes)
     shadow = options.shadow
     check_shadow(settings, shadow)
     bootstrap = settings.bootstrap_servers
@@ -621,8 +667,15 @@ async def _write_state(
         if len(pending) >= PENDING_MAX:
             await asyncio.gather(*pending)
             pending.clear()
+    for mk, erasure in ledger.erased.items():
+        partition = partition_for(mk, partitions, partitioner)
+        pending.append(
+            await producer.send(
+                shadow.changelog, dump_erasure(erasure), key=erasure_key(mk), partition=partition
+            )
+        )
     await asyncio.gather(*pending)
-    result.changelog_records = len(ledger.states)
+    result.changelog_records = len(ledger.states) + len(ledger.erased)
 
 
 async def _commit(

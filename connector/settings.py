@@ -19,6 +19,8 @@ from connector.env import (
     CORE_VARIABLES,
     UNVERIFIED_HELP,
     Var,
+    api_tokens,
+    attribute_names,
     boolean,
     choice,
     get,
@@ -115,6 +117,11 @@ class Settings:
     spool_dir: Path | None = None
     spool_max_bytes: int = 1024**3
     bridge_processes: int = 1
+    redact_attributes: frozenset[str] = frozenset()
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    api_auth_metrics: bool = False
+    query_max_wait_ms: int = 10_000
+    faust_table_pages: bool = False
 
     @property
     def topics(self) -> Topics:
@@ -196,6 +203,11 @@ class Settings:
             spool_dir=Path(spool) if (spool := get(env, "CONNECTOR_SPOOL_DIR")) else None,
             spool_max_bytes=integer(env, "CONNECTOR_SPOOL_MAX_BYTES", 1024 * 1024, 2**50),
             bridge_processes=integer(env, "CONNECTOR_BRIDGE_PROCESSES", 1, 64),
+            redact_attributes=attribute_names(env, "CONNECTOR_REDACT_ATTRIBUTES"),
+            api_tokens=api_tokens(env),
+            api_auth_metrics=boolean(env, "CONNECTOR_API_AUTH_METRICS"),
+            query_max_wait_ms=integer(env, "CONNECTOR_QUERY_MAX_WAIT_MS", 0, 120_000),
+            faust_table_pages=boolean(env, "CONNECTOR_FAUST_TABLE_PAGES"),
         )
 
 

@@ -16,13 +16,13 @@ import faust
 from faust.types import EventT, RecordMetadata, StreamT, TopicT
 
 from connector.avro import AvroCodec
-from connector.domain.ledger import MemberState
 from connector.streams.ledger import LedgerStep
-from connector.streams.members import Members
+from connector.streams.members import Cached, Members, stored_value
 from connector.streams.messages import consumed_record
 from connector.streams.metrics import WorkerMetrics
 from connector.streams.normalize import normalize
 from connector.streams.outputs import Outputs
+from connector.streams.state_format import record_key
 
 if TYPE_CHECKING:
     from connector.streams.app import ConnectorApp
@@ -39,10 +39,15 @@ def batches(stream: StreamT) -> AsyncIterator[Sequence[EventT]]:
 
 
 async def normalize_one(
-    event: EventT, codec: AvroCodec, metrics: WorkerMetrics, outputs: Outputs, events: TopicT
+    event: EventT,
+    codec: AvroCodec,
+    metrics: WorkerMetrics,
+    outputs: Outputs,
+    events: TopicT,
+    redact: frozenset[str] = frozenset(),
 ) -> Acks:
     """Decode one raw webhook into events (or a dead letter) and send them; their acks."""
-    result = normalize(consumed_record(event.message), codec)
+    result = normalize(consumed_record(event.message), codec, redact=redact)
     metrics.raw.inc()
     futures: Acks = []
     if result.dead_letter is not None:
@@ -62,32 +67,34 @@ def register_agents(connector: ConnectorApp) -> None:
     members = Members(app, connector.members)
     step = LedgerStep(codec, metrics, members, topics, memory=settings.dedupe_memory)
     events_topic = topics["events"]
+    freshness = connector.freshness
+    redact = settings.redact_attributes
 
     @app.agent(topics["raw"], name="normalize")
     async def normalize_agent(stream: StreamT) -> None:
         if eos:
             async for event in stream.events():
-                await normalize_one(event, codec, metrics, outputs, events_topic)
+                await normalize_one(event, codec, metrics, outputs, events_topic, redact)
             return
         async for batch in batches(stream):
             futures: Acks = []
             for event in batch:
-                futures += await normalize_one(event, codec, metrics, outputs, events_topic)
+                futures += await normalize_one(event, codec, metrics, outputs, events_topic, redact)
             await asyncio.gather(*futures)  # acked by Kafka before the batch's offsets commit
 
     @app.agent(events_topic, name="ledger")
     async def ledger_agent(stream: StreamT) -> None:
         if eos:
             async for event in stream.events():
-                states: dict[str, MemberState | None] = {}
+                states: dict[str, Cached] = {}
                 written, records, dl = step(event, states, serialize=True)
                 if dl is not None:
                     await outputs.dead_letter(dl, event)
                 for topic, kb, value in records:
                     await outputs.send(topic, kb, value, event)
                 for key, stored in written:
-                    if stored is not None:
-                        members.write(key, stored)
+                    members.write(record_key(key), stored)
+                freshness.applied(event.message.partition, event.message.offset)
             return
         async for batch in batches(stream):
             states = {}
@@ -103,5 +110,10 @@ def register_agents(connector: ConnectorApp) -> None:
                     futures.append(await outputs.send(topic, kb, value, event))
             await asyncio.gather(*futures)  # outputs durable before their dedupe marks
             await members.write_batch(
-                [(key, event, state) for key, event in owner.items() if (state := states[key])]
+                [
+                    (record_key(key), event, stored_value(states[key]))
+                    for key, event in owner.items()
+                ]
             )
+            for event in batch:
+                freshness.applied(event.message.partition, event.message.offset)

@@ -10,7 +10,7 @@ offsets in one Kafka transaction instead. Faust internals are used in `faust_com
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
 from faust.types import AppT, TableT, TopicT
@@ -19,6 +19,7 @@ from connector.avro import AvroCodec
 from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.agents import BATCH_MAX, BATCH_WITHIN, batches, register_agents
+from connector.streams.freshness import Freshness
 from connector.streams.members import members_table
 from connector.streams.metrics import WorkerMetrics
 from connector.streams.partitioner import CachedPartitioner
@@ -36,6 +37,7 @@ class ConnectorApp:
     metrics: WorkerMetrics
     members: TableT[bytes, bytes]
     topics: dict[str, TopicT]
+    freshness: Freshness = field(default_factory=Freshness)
 
 
 # The name this class had before `ConnectorApp` (it shadowed `faust.Worker`, the process
@@ -73,6 +75,9 @@ def faust_app(settings: Settings) -> faust.App:
         stream_recovery_delay=0.0,
         producer_acks=-1,
         web_in_thread=False,
+        # Faust's /table pages read any table key over HTTP, without our authentication:
+        # off unless asked for (CONNECTOR_FAUST_TABLE_PAGES; faust-streaming >= 0.15.0).
+        web_tables_enabled=settings.faust_table_pages,
         TableManager=ConnectorTableManager,
         producer_partitioner=CachedPartitioner(),
         loghandlers=[],

@@ -17,19 +17,21 @@ from typing import Any
 from faust.types import EventT, Message, TopicT
 
 from connector.avro import AvroCodec
+from connector.domain.erasure import Erasure, Reason, erasure_reason, revives
 from connector.domain.ledger import MemberState, Outcome, apply, with_account
-from connector.models import POINTS_MAX, DeadLetter, LoyaltyEvent, to_dict, utc
+from connector.models import POINTS_MAX, DeadLetter, LoyaltyEvent, account_key, to_dict, utc
 from connector.raw import header_map
-from connector.streams.members import Members
+from connector.streams.members import Cached, Members
 from connector.streams.messages import consumed_record
 from connector.streams.metrics import WorkerMetrics
 from connector.streams.normalize import dead_letter
-from connector.streams.state_format import dump_state
+from connector.streams.state_format import dump_erasure, dump_state, erasure_key
 
 log = logging.getLogger("connector.worker")
 
+# (record key, table value): the value only with serialize=True, where None deletes the record
 Written = list[tuple[str, bytes | None]]
-OutputRecords = list[tuple[TopicT, bytes, bytes]]  # (topic, key, value)
+OutputRecords = list[tuple[TopicT, bytes, bytes | None]]  # (topic, key, value; None: tombstone)
 
 
 class LedgerStep:
@@ -49,7 +51,7 @@ class LedgerStep:
         self.balances_topic = topics["balances"]
 
     def __call__(
-        self, event: EventT, states: dict[str, MemberState | None], *, serialize: bool
+        self, event: EventT, states: dict[str, Cached], *, serialize: bool
     ) -> tuple[Written, OutputRecords, DeadLetter | None]:
         """Apply one events-topic record to the cached state.
 
@@ -76,12 +78,32 @@ class LedgerStep:
         mk = loyalty.member_key
         now = utc(datetime.now(UTC))
         outcome: Outcome | None = None
+        revived: Written = []
         try:
+            ek = erasure_key(mk).decode()
+            if ek not in states:
+                states[ek] = self.members.read_erasure(mk, event)
+            erased = states[ek]
+            reason = erasure_reason(loyalty)
+            if isinstance(erased, Erasure):
+                if reason is not None or not revives(erased, loyalty):
+                    self.metrics.erased_events.inc()
+                    log.info(
+                        "event %s (%s) is for an erased member; dropped",
+                        loyalty.event_id,
+                        loyalty.type.value,
+                        extra={"event_id": loyalty.event_id, "provider": loyalty.provider.key},
+                    )
+                    return [], [], None
+                revived = [(ek, None)]  # a new registration: the member starts fresh
+            elif reason is not None:
+                return self.erase(event, loyalty, states, reason, now, serialize=serialize)
             for k in (key, mk) if key != mk else (key,):
                 if k not in states:
                     states[k] = self.members.read(k, event)
-            outcome = apply(states[key], loyalty, now=now, offset=msg.offset, memory=self.memory)
-            index = with_account(states[mk], loyalty, now) if key != mk else None
+            state, default = _state(states[key]), _state(states[mk])
+            outcome = apply(state, loyalty, now=now, offset=msg.offset, memory=self.memory)
+            index = with_account(default, loyalty, now) if key != mk else None
             kb, akb = mk.encode(), key.encode()
             outputs: OutputRecords = [
                 (self.ledger_topic, kb, codec.encode(entry)) for entry in outcome.entries
@@ -92,7 +114,7 @@ class LedgerStep:
                 # A duplicate re-emits the current snapshot only (harmless on a compacted topic).
                 balance = codec.encode(outcome.state.to_balance())
                 outputs.append((self.balances_topic, akb, balance))
-            written: Written = [(key, dump_state(outcome.state) if serialize else None)]
+            written: Written = [*revived, (key, dump_state(outcome.state) if serialize else None)]
             if index is not None:
                 written.append((mk, dump_state(index) if serialize else None))
         except Exception as exc:  # a rule bug or an unencodable value must not stop the stream
@@ -104,6 +126,14 @@ class LedgerStep:
         states[key] = outcome.state
         if index is not None:
             states[mk] = index
+        if revived:
+            states[erasure_key(mk).decode()] = None
+            self.metrics.reregistered.inc()
+            log.warning(
+                "event %s registers an erased member again: it starts with a fresh record",
+                loyalty.event_id,
+                extra={"event_id": loyalty.event_id, "provider": loyalty.provider.key},
+            )
         if outcome.duplicate:
             metrics.duplicates.inc()
         if outcome.beyond_horizon:
@@ -119,6 +149,57 @@ class LedgerStep:
             metrics.entries.labels(entry.origin.value).inc()
         metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))
         return written, outputs, None
+
+    def erase(
+        self,
+        event: EventT,
+        loyalty: LoyaltyEvent,
+        states: dict[str, Cached],
+        reason: Reason,
+        now: datetime,
+        *,
+        serialize: bool,
+    ) -> tuple[Written, OutputRecords, DeadLetter | None]:
+        """Erase the member `loyalty` names: delete every account record, tombstone its
+        balances and tiers records, and keep an `Erasure` marker (domain/erasure.py)."""
+        mk = loyalty.member_key
+        if mk not in states:
+            states[mk] = self.members.read(mk, event)
+        default = _state(states[mk])
+        keys = [mk]
+        if default is not None:
+            keys += [account_key(mk, a) for a in default.accounts]
+        if loyalty.account_key not in keys:
+            keys.append(loyalty.account_key)
+        marker = Erasure(
+            erased_at=now,
+            occurred_at=utc(loyalty.occurred_at),
+            reason=reason,
+            event_id=loyalty.event_id,
+        )
+        ek = erasure_key(mk).decode()
+        written: Written = [(k, None) for k in keys]
+        written.append((ek, dump_erasure(marker) if serialize else None))
+        outputs: OutputRecords = []
+        for k in keys:
+            outputs.append((self.balances_topic, k.encode(), None))
+            outputs.append((self.tiers_topic, k.encode(), None))
+        for k in keys:
+            states[k] = None
+        states[ek] = marker
+        self.metrics.erased_members.labels(reason.value).inc()
+        log.warning(
+            "member erased (%s, event %s): %d record(s) deleted, balances and tiers tombstoned",
+            reason.value,
+            loyalty.event_id,
+            len(keys),
+            extra={"event_id": loyalty.event_id, "provider": loyalty.provider.key},
+        )
+        return written, outputs, None
+
+
+def _state(cached: Cached) -> MemberState | None:
+    return cached if isinstance(cached, MemberState) else None
 
 
 def ledger_dead_letter(

@@ -13,11 +13,32 @@ from typing import cast
 from faust.tables.base import Collection
 from faust.types import TP, AppT, EventT, RecordMetadata, TableT
 
+from connector.domain.erasure import Erasure
 from connector.domain.ledger import MemberState
 from connector.settings import Settings
 from connector.streams.changelog import apply_changelog, changelog_event
 from connector.streams.faust_compat import set_current_event
-from connector.streams.state_format import dump_state, load_state, record_key
+from connector.streams.state_format import (
+    dump_erasure,
+    dump_state,
+    erasure_key,
+    load_erasure,
+    load_state,
+    record_key,
+)
+
+# What the ledger step caches per table key: a member account's state, an erasure marker, or
+# None (no record: never seen, or deleted).
+Cached = MemberState | Erasure | None
+
+
+def stored_value(cached: Cached) -> bytes | None:
+    """The table value of a cached record; None: delete the record (a changelog tombstone)."""
+    if cached is None:
+        return None
+    if isinstance(cached, Erasure):
+        return dump_erasure(cached)
+    return dump_state(cached)
 
 
 def members_table(app: AppT, settings: Settings) -> TableT[bytes, bytes]:
@@ -53,30 +74,44 @@ class Members:
         set_current_event(event)
         return load_state(self.table.get(record_key(key)))
 
+    def read_erasure(self, member_key: str, event: EventT) -> Erasure | None:
+        """The member's erasure marker as processing `event` sees it (None: not erased)."""
+        set_current_event(event)
+        return load_erasure(self.table.get(erasure_key(member_key)))
+
     def lookup(self, key: str) -> MemberState | None:
         """The record `key` outside stream processing (the member query): any local partition."""
         return load_state(self.table.get(record_key(key)))
 
-    def write(self, key: str, stored: bytes) -> None:
-        """Faust's own table write (exactly_once: the changelog record joins the transaction)."""
-        self.table[record_key(key)] = stored
+    def lookup_erasure(self, member_key: str) -> Erasure | None:
+        """The member's erasure marker outside stream processing (the member query)."""
+        return load_erasure(self.table.get(erasure_key(member_key)))
 
-    async def write_batch(self, rows: Sequence[tuple[str, EventT, MemberState]]) -> None:
+    def write(self, key: bytes, stored: bytes | None) -> None:
+        """Faust's own table write or delete (exactly_once: the changelog record joins the
+        transaction). `key`: a table key (`record_key`, `erasure_key`); `stored` None deletes."""
+        if stored is None:
+            if key in self.table:
+                del self.table[key]
+        else:
+            self.table[key] = stored
+
+    async def write_batch(self, rows: Sequence[tuple[bytes, EventT, bytes | None]]) -> None:
         """Write a batch's member records to the changelog and then the store (at-least-once).
 
-        Each record `(key, event, state)` goes to the changelog partition of `event`, the
-        event that last changed it (the partition `members[key] = value` would pick), straight
-        through the producer, without Faust's per-write FutureMessage/buffer plumbing, which
-        cost more than the write itself. The batch waits for the changelog acks, then writes
-        the records and each partition's offset into the store (the store's own changelog
-        batch write), so the store never holds a record Kafka does not, and the batch's source
-        offsets are never committed ahead of the table state they produced.
+        Each record `(table key, event, value)` (value None: a tombstone) goes to the
+        changelog partition of `event`, the event that last changed it (the partition
+        `members[key] = value` would pick), straight through the producer, without Faust's
+        per-write FutureMessage/buffer plumbing, which cost more than the write itself. The
+        batch waits for the changelog acks, then writes the records and each partition's
+        offset into the store (the store's own changelog batch write), so the store never
+        holds a record Kafka does not, and the batch's source offsets are never committed
+        ahead of the table state they produced.
         """
         producer, changelog = self.app.producer, self.changelog
-        sent: list[tuple[int, bytes, bytes]] = []
+        sent: list[tuple[int, bytes, bytes | None]] = []
         acks: list[Awaitable[RecordMetadata]] = []
-        for key, event, state in rows:
-            kb, vb = record_key(key), dump_state(state)
+        for kb, event, vb in rows:
             partition = event.message.partition
             sent.append((partition, kb, vb))
             acks.append(

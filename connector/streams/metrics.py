@@ -32,6 +32,22 @@ class WorkerMetrics:
         self.entries = Counter(
             "worker_ledger_entries_total", "Ledger entries by origin", ["origin"], registry=r
         )
+        self.erased_members = Counter(
+            "worker_erased_members_total",
+            "Members erased (records deleted, balances and tiers tombstoned) by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.erased_events = Counter(
+            "worker_erased_member_events_total",
+            "Events for an erased member, dropped (late retries; docs/erasure.md)",
+            registry=r,
+        )
+        self.reregistered = Counter(
+            "worker_reregistered_members_total",
+            "Erased members registered again after their erasure (fresh records)",
+            registry=r,
+        )
         self.lag = Histogram(
             "worker_event_age_seconds",
             "Webhook received → balance written",

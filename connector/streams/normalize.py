@@ -7,6 +7,7 @@ with the stage and the error, and the raw topic still holds the bytes for a late
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,7 +53,15 @@ def dead_letter(
     )
 
 
-def normalize(record: ConsumedRecord, codec: AvroCodec, now: datetime | None = None) -> Normalized:
+def normalize(
+    record: ConsumedRecord,
+    codec: AvroCodec,
+    now: datetime | None = None,
+    *,
+    redact: frozenset[str] = frozenset(),
+) -> Normalized:
+    """The events of one raw webhook (or its dead letter). `redact`: attribute names
+    (CONNECTOR_REDACT_ATTRIBUTES, e.g. email, phone) left out of every event."""
     now = now or datetime.now(UTC)
     headers = header_map(record.headers)
     key = headers.get(raw.PROVIDER, "")
@@ -82,6 +91,9 @@ def normalize(record: ConsumedRecord, codec: AvroCodec, now: datetime | None = N
         return Normalized([], dead_letter(record, "decode", exc, headers, now))
     out: list[tuple[LoyaltyEvent, bytes]] = []
     for event in events:
+        if redact and not redact.isdisjoint(event.attributes):
+            kept = {k: v for k, v in event.attributes.items() if k not in redact}
+            event = dataclasses.replace(event, attributes=kept)
         try:
             out.append((event, codec.encode(event)))
         except SchemaError as exc:

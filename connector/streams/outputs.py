@@ -38,8 +38,9 @@ class Outputs:
         self.app, self.codec, self.metrics, self.dlq = app, codec, metrics, dlq
         self.exactly_once = exactly_once
 
-    async def send(self, topic: TopicT, key: bytes, value: bytes, source: EventT) -> Ack:
+    async def send(self, topic: TopicT, key: bytes, value: bytes | None, source: EventT) -> Ack:
         """Send an output of processing `source` (the event being processed); its ack.
+        `value` None: a tombstone (an erased member's balances and tiers records).
 
         exactly_once: Faust's TransactionManager puts a record into the transaction of its
         *destination* partition, and commits a source partition's offsets with the transaction

@@ -4,15 +4,21 @@ Key: the record's table key (`MemberState.key`, a member key or an account key) 
 Value: JSON text, Decimals as strings, datetimes as epoch-ms ints, the fields most members never
 use written only when set. Records written by older code (no `v`, missing optional keys,
 version 1 order marks without a receive time) read as they always did.
+
+An erased member's records are deleted; what stays is its `Erasure` marker under
+`erasure_key(member_key)`: a key that holds a SHA-256 of the member key, not the customer id, and
+a value with only the time and reason of the erasure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from connector.domain.erasure import Erasure, Reason
 from connector.domain.ledger import MemberState, OrderKey, from_ms, to_ms
 from connector.models import DEFAULT_ACCOUNT, PointCounters, Provider, Tier
 
@@ -25,6 +31,37 @@ COUNTER_KEYS = ("earned", "redeemed", "adjusted", "expired", "total")
 def record_key(key: str) -> bytes:
     """The table key of the record `key` (`MemberState.key`): the events topic's key bytes."""
     return key.encode()
+
+
+ERASURE_PREFIX = b"\x00erased:"  # no member or account key starts with NUL
+
+
+def erasure_key(member_key: str) -> bytes:
+    """The table key of a member's erasure marker."""
+    return ERASURE_PREFIX + hashlib.sha256(member_key.encode()).hexdigest().encode()
+
+
+def dump_erasure(erasure: Erasure) -> bytes:
+    return json.dumps(
+        {
+            "erased_at": to_ms(erasure.erased_at),
+            "occurred_at": to_ms(erasure.occurred_at),
+            "reason": erasure.reason.value,
+            "event_id": erasure.event_id,
+        }
+    ).encode()
+
+
+def load_erasure(stored: bytes | None) -> Erasure | None:
+    if not stored:
+        return None
+    d = json.loads(stored)
+    return Erasure(
+        erased_at=from_ms(d["erased_at"]),
+        occurred_at=from_ms(d["occurred_at"]),
+        reason=Reason(d["reason"]),
+        event_id=d["event_id"],
+    )
 
 
 def dump_state(state: MemberState) -> bytes:

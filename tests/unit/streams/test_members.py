@@ -98,9 +98,9 @@ def test_a_batch_reaches_the_store_in_its_events_partitions_only_after_the_acks(
     members = Members(cast(AppT, worker), members_table)
     changelog = members_table.changelog_topic.get_topic_name()
     rows = [
-        ("wix:default:a", event(app, 1), state("a")),
-        ("wix:default:b", event(app, 3), state("b")),
-        ("wix:default:c", event(app, 1), state("c")),
+        (b"wix:default:a", event(app, 1), dump_state(state("a"))),
+        (b"wix:default:b", event(app, 3), dump_state(state("b"))),
+        (b"wix:default:c", event(app, 1), dump_state(state("c"))),
     ]
 
     async def run() -> None:
@@ -134,7 +134,7 @@ def test_a_failed_ack_leaves_the_store_as_it_was(app: faust.App) -> None:
 
     async def run() -> None:
         task = asyncio.ensure_future(
-            members.write_batch([("wix:default:a", event(app, 2), state("a"))])
+            members.write_batch([(b"wix:default:a", event(app, 2), dump_state(state("a")))])
         )
         for _ in range(5):
             await asyncio.sleep(0)
@@ -155,7 +155,7 @@ def test_a_read_looks_in_the_members_partition_whatever_event_is_current(
 
     async def run() -> None:
         task = asyncio.ensure_future(
-            members.write_batch([("wix:default:a", event(app, 2), state("a"))])
+            members.write_batch([(b"wix:default:a", event(app, 2), dump_state(state("a")))])
         )
         await asyncio.sleep(0)
         worker.producer.ack_all()
@@ -183,3 +183,40 @@ def test_the_bulk_restore_write_applies_values_tombstones_and_the_offset(app: fa
     set_current_event(event(app, 2))
     assert members_table.get(b"a") is None  # the tombstone deleted it
     assert members_table.get(b"b") == b"2"
+
+
+def test_a_tombstone_in_a_batch_deletes_the_record_and_the_marker_stays(app: faust.App) -> None:
+    from connector.domain.erasure import Erasure, Reason
+    from connector.streams.state_format import dump_erasure, erasure_key
+
+    members_table = table(app)
+    worker = Worker(app)
+    members = Members(cast(AppT, worker), members_table)
+    marker = Erasure(
+        datetime(2024, 5, 1, tzinfo=UTC),
+        datetime(2024, 5, 1, tzinfo=UTC),
+        Reason.FORGET,
+        "forget:1",
+    )
+
+    async def run(rows: list[tuple[bytes, EventT, bytes | None]]) -> None:
+        task = asyncio.ensure_future(members.write_batch(rows))
+        await asyncio.sleep(0)
+        worker.producer.ack_all()
+        await task
+
+    asyncio.run(run([(b"wix:default:a", event(app, 2), dump_state(state("a")))]))
+    assert members.read("wix:default:a", event(app, 2)) == state("a")
+    worker.producer.acks.clear()
+    worker.producer.sent.clear()
+    erasure = [
+        (b"wix:default:a", event(app, 2), None),
+        (erasure_key("wix:default:a"), event(app, 2), dump_erasure(marker)),
+    ]
+    asyncio.run(run(erasure))
+    assert worker.producer.sent[-2]["value"] is None  # the changelog tombstone
+    assert members.read("wix:default:a", event(app, 2)) is None
+    assert members.lookup("wix:default:a") is None
+    assert members.lookup_erasure("wix:default:a") == marker
+    assert members.read_erasure("wix:default:a", event(app, 2)) == marker
+    assert members.lookup_erasure("wix:default:b") is None
