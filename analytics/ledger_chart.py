@@ -17,33 +17,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connector.export import ledger_daily  # noqa: E402 - after the path tweak
+from connector.kit import charts  # noqa: E402
 
 
 def chart(source: Path, out: Path) -> list[tuple[object, ...]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = ledger_daily(source).fetchall()  # (day, provider, account, earned, redeemed, entries)
     series = sorted({(r[1], r[2]) for r in rows})
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for ax, column, title in ((axes[0], 3, "points earned"), (axes[1], 4, "points redeemed")):
-        for provider, account in series:  # one line per account: never two currencies summed
-            mine = [r for r in rows if (r[1], r[2]) == (provider, account)]
-            days = [r[0] for r in mine]
-            values = [float(r[column] or 0) for r in mine]
-            label = provider if account == "default" else f"{provider} {account}"
-            ax.plot(days, values, marker="o", label=label)
-        ax.set_title(f"{title} per day")
-        ax.set_ylabel("points")
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="upper left", fontsize="small")
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    with charts.figure(out, 2, 1, figsize=(9, 6), sharex=True) as (fig, axes):
+        for ax, column, title in ((axes[0], 3, "points earned"), (axes[1], 4, "points redeemed")):
+            for provider, account in series:  # one line per account: never two currencies summed
+                mine = [r for r in rows if (r[1], r[2]) == (provider, account)]
+                days = [r[0] for r in mine]
+                values = [float(r[column] or 0) for r in mine]
+                label = provider if account == "default" else f"{provider} {account}"
+                ax.plot(days, values, marker="o", label=label)
+            ax.set_title(f"{title} per day")
+            ax.set_ylabel("points")
+            charts.grid(ax)
+        axes[0].legend(loc="upper left", fontsize="small")
+        fig.autofmt_xdate()
     return rows
 
 

@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connector.avro import default_codec  # noqa: E402
+from connector.kit import charts  # noqa: E402
+from connector.kit.payloads import secrets as test_secrets  # noqa: E402
 from connector.providers import PROVIDERS, DecodeContext, RequestTarget  # noqa: E402
-from tests.support import fixture_cases, test_secrets  # noqa: E402
+from tests.support import fixture_cases  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README_SNIPPET = Path("/tmp/readme-decode.md")  # noqa: S108  # fixed hand-off path for the README
@@ -165,29 +167,20 @@ def measure(
 
 
 def write_chart(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = list(results["providers"])
     width = 0.2
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    for i, cell in enumerate(CELLS):
-        values = [results["providers"][k]["cells"][cell]["deliveries_per_s"] for k in keys]
-        xs = [x + (i - 1.5) * width for x in range(len(keys))]
-        bars = ax.bar(xs, values, width, label=LABELS[cell])
-        ax.bar_label(bars, labels=[f"{v / 1000:.0f}k" for v in values], fontsize=7, padding=2)
-    ax.set_xticks(range(len(keys)), keys)
-    ax.set_yscale("log")
-    ax.set_ylabel("deliveries per second (log scale, median)")
-    ax.set_title(f"Webhook decode throughput, one core, Python {results['machine']['python']}")
-    ax.legend(fontsize=8, loc="upper right")
-    ax.grid(axis="y", which="both", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with charts.figure(path, figsize=(9, 4.8), dpi=120) as (_, ax):
+        for i, cell in enumerate(CELLS):
+            values = [results["providers"][k]["cells"][cell]["deliveries_per_s"] for k in keys]
+            xs = [x + (i - 1.5) * width for x in range(len(keys))]
+            bars = ax.bar(xs, values, width, label=LABELS[cell])
+            ax.bar_label(bars, labels=[f"{v / 1000:.0f}k" for v in values], fontsize=7, padding=2)
+        ax.set_xticks(range(len(keys)), keys)
+        ax.set_yscale("log")
+        ax.set_ylabel("deliveries per second (log scale, median)")
+        ax.set_title(f"Webhook decode throughput, one core, Python {results['machine']['python']}")
+        ax.legend(fontsize=8, loc="upper right")
+        ax.grid(axis="y", which="both", alpha=0.3)
 
 
 def markdown(results: dict[str, Any]) -> str:

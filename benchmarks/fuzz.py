@@ -50,8 +50,8 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from connector.errors import ConfigError, DecodeError, VerificationError  # noqa: E402
+from connector.kit.payloads import secrets as test_secrets  # noqa: E402
 from connector.providers import PROVIDERS, RequestTarget  # noqa: E402
-from tests.support import test_secrets  # noqa: E402
 from tests.unit.providers.test_fuzz import (  # noqa: E402
     JSON,
     KEYS,

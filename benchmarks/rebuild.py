@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -52,14 +51,15 @@ from benchmarks.pipeline import (  # noqa: E402
     make_raw_records,
     wait_quiet,
 )
+from connector.kit import brokers  # noqa: E402
+from connector.kit.processes import child_env  # noqa: E402
 from connector.shadow import group_offsets  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def env_for(broker: str, prefix: str, app_id: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(
+    return child_env(
         CONNECTOR_BROKER_URL=broker,
         CONNECTOR_TOPIC_PREFIX=prefix,
         CONNECTOR_APP_ID=app_id,
@@ -67,7 +67,6 @@ def env_for(broker: str, prefix: str, app_id: str) -> dict[str, str]:
         CONNECTOR_LOG_FORMAT="text",
         CONNECTOR_LOG_LEVEL="WARNING",
     )
-    return env
 
 
 def run_rebuild(env: dict[str, str], shadow_prefix: str, shadow_app_id: str) -> dict[str, Any]:
@@ -143,56 +142,34 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     others_before = _other_workers()
 
-    broker_obj = None
-    kafka_version = "external"
-    if args.broker:
-        broker = args.broker
-    else:
-        from connector.embedded import kafka as embedded_kafka
-
-        broker_obj = embedded_kafka.KafkaBroker()
-        original = broker_obj._write_config
-
-        def write_config() -> Path:
-            # The test broker fsyncs every message; production Kafka leaves that to the OS
-            # (as in benchmarks/pipeline.py, so the two figures are comparable).
-            props = original()
-            props.write_text(props.read_text().replace("log.flush.interval.messages=1\n", ""))
-            return props
-
-        broker_obj._write_config = write_config  # type: ignore[method-assign]
-        print("starting Apache Kafka ...", flush=True)
-        broker_obj.start()
-        broker = broker_obj.bootstrap
-        kafka_version = broker_obj.version
     run = uuid.uuid4().hex[:6]
     prefix, app_id = f"rb{run}", f"rb-bench-{run}"
-    work = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
-    try:
-        secrets = bench_secrets(work)
-        print(f"generating {n} signed webhooks for {members} members ...", flush=True)
-        records, per_provider = make_raw_records(n, members, run, secrets)
-        ensure(broker, prefix)
-        asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
-        del records
-        # a new broker creates its offsets topic on the first group request: not the rebuild's
-        asyncio.run(group_offsets(broker, f"{app_id}-warmup"))
-        env = env_for(broker, prefix, app_id)
-        runs = []
-        for i in range(runs_wanted):
-            row = run_rebuild(env, f"{prefix}-rb{i}", f"{app_id}-rb{i}")
-            print(
-                f"run {i + 1}: {row['records']} records in {row['seconds']:.2f} s -> "
-                f"{row['records_per_s']:.0f} records/s ({row['cpu_cores']} cores, "
-                f"{row['startup_and_exit_s']:.1f} s start-up and exit)",
-                flush=True,
-            )
-            runs.append(row)
-    finally:
-        if broker_obj is not None:
-            broker_obj.cleanup()
-            shutil.rmtree(broker_obj.work_dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    # production's flush policy, as benchmarks/pipeline.py, so the two figures are comparable
+    with brokers.kafka(args.broker) as kafka:
+        broker = kafka.bootstrap
+        work = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
+        try:
+            secrets = bench_secrets(work)
+            print(f"generating {n} signed webhooks for {members} members ...", flush=True)
+            records, per_provider = make_raw_records(n, members, run, secrets)
+            ensure(broker, prefix)
+            asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
+            del records
+            # a new broker creates its offsets topic on the first group request: not the rebuild's
+            asyncio.run(group_offsets(broker, f"{app_id}-warmup"))
+            env = env_for(broker, prefix, app_id)
+            runs = []
+            for i in range(runs_wanted):
+                row = run_rebuild(env, f"{prefix}-rb{i}", f"{app_id}-rb{i}")
+                print(
+                    f"run {i + 1}: {row['records']} records in {row['seconds']:.2f} s -> "
+                    f"{row['records_per_s']:.0f} records/s ({row['cpu_cores']} cores, "
+                    f"{row['startup_and_exit_s']:.1f} s start-up and exit)",
+                    flush=True,
+                )
+                runs.append(row)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     median = sorted(runs, key=lambda r: r["records_per_s"])[len(runs) // 2]
     pipeline = pipeline_figures()
@@ -209,14 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "rebuild",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "setup": {
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "kafka": f"Apache Kafka {kafka_version} (KRaft, single node, same machine, default "
-            "flush policy)"
-            if broker_obj
-            else f"external broker {broker}",
+            **brokers.setup(kafka),
             "partitions": PARTITIONS,
             "raw_records": n,
             "members": members,

@@ -31,9 +31,10 @@ import jwt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from connector.kit.payloads import secrets as test_secrets  # noqa: E402
 from connector.providers import PROVIDERS, RequestTarget  # noqa: E402
 from connector.providers.wix import _public_key  # noqa: E402
-from tests.support import fixture_cases, test_secrets  # noqa: E402
+from tests.support import fixture_cases  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Check = Callable[[bytes, dict[str, str]], None]

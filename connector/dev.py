@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ctypes
 import logging
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from connector.errors import BrokerError
+from connector.kit.processes import Child, connector_argv, stop_all
+from connector.kit.ready import NotReady, wait_http
 from connector.logs import setup_logging
 from connector.providers import PROVIDERS
 from connector.settings import Settings, configured_by_user, process_env
@@ -29,15 +28,6 @@ log = logging.getLogger("connector.dev")
 DEV_DIR = Path(".dev")
 DEV_ENV_FILE = DEV_DIR / "dev.env"
 COMPONENTS: tuple[str, ...] = ("bridge", "worker")
-
-
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if `dev` itself dies, so no orphan survives a kill -9."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def dev_secrets(directory: Path = DEV_DIR) -> dict[str, dict[str, str]]:
@@ -90,34 +80,26 @@ class Supervisor:
     """Starts child processes, forwards shutdown, and reports one that dies."""
 
     def __init__(self) -> None:
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, Child] = {}
         self.stopping = threading.Event()
 
     def spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
-        self.children[name] = subprocess.Popen(argv, env=dict(env), preexec_fn=_die_with_parent)
+        # no log file: the children write to this terminal; they die with `dev`, even on kill -9
+        self.children[name] = Child(name, argv, env, None, die_with_parent=True)
 
     def wait(self, poll: Callable[[], None] | None = None) -> str | None:
         """Block until asked to stop (returns None) or a child exits (returns its name)."""
         while not self.stopping.wait(0.5):
-            for name, proc in self.children.items():
-                if proc.poll() is not None:
+            for name, child in self.children.items():
+                if not child.alive:
                     return name
             if poll:
                 poll()
         return None
 
     def stop_all(self, timeout: float = 20) -> None:
-        for proc in self.children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for name, proc in self.children.items():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", name)
-                proc.kill()
-                proc.wait(5)
+        for child in stop_all(self.children.values(), timeout):
+            log.warning("%s did not stop in time; killed it", child.name)
 
 
 def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
@@ -159,12 +141,19 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     child_env.setdefault("CONNECTOR_LOG_LEVEL", "WARNING")
     child_env.setdefault("CONNECTOR_LOG_FORMAT", "text")
     secrets, own = fill_dev_secrets(child_env, dev_secrets())
-    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted(secrets.items())))
+    # What the other commands need to reach this stack (`set -a; . .dev/dev.env; set +a`):
+    # the broker (a new port each run) and, for the embedded one, no idempotent producer.
+    reach = {
+        k: child_env[k]
+        for k in ("CONNECTOR_BROKER_URL", "CONNECTOR_IDEMPOTENT_PRODUCER")
+        if k in child_env
+    }
+    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted({**reach, **secrets}.items())))
     DEV_ENV_FILE.chmod(0o600)
     code = 0
     try:
         for component in COMPONENTS:
-            sup.spawn(component, [sys.executable, "-m", "connector", component], child_env)
+            sup.spawn(component, connector_argv(component), child_env)
         _print_endpoints(settings, secrets, own)
         if getattr(args, "demo", False):
             demo_ok = run_demo(Settings.from_env(child_env), sup)
@@ -185,24 +174,6 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     return code
 
 
-def _wait_http(url: str, sup: Supervisor, timeout: float) -> bool:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not sup.stopping.is_set():
-        if any(p.poll() is not None for p in sup.children.values()):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our loopback
-                if resp.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    return False
-
-
 def run_demo(settings: Settings, sup: Supervisor, timeout: float = 90) -> bool:
     """Replay the bundled samples through the bridge, then print the members table."""
     import asyncio
@@ -212,11 +183,17 @@ def run_demo(settings: Settings, sup: Supervisor, timeout: float = 90) -> bool:
 
     bridge = f"http://127.0.0.1:{settings.bridge_port}"
     worker = f"http://127.0.0.1:{settings.web_port}"
-    if not (
-        _wait_http(f"{bridge}/readyz", sup, timeout)
-        and _wait_http(f"{worker}/readyz", sup, timeout)
-    ):
-        log.error("bridge or worker did not become ready; no demo")
+    try:
+        for url in (f"{bridge}/readyz", f"{worker}/readyz"):
+            wait_http(
+                url,
+                timeout,
+                watch=sup.children.values(),
+                cancelled=sup.stopping.is_set,
+                interval=0.5,
+            )
+    except NotReady as exc:
+        log.error("bridge or worker did not become ready; no demo (%s)", str(exc).splitlines()[0])
         return False
     samples = {
         key: collect([str(folder)])
@@ -265,5 +242,9 @@ def _print_endpoints(
         lines += [f"  {k}={v}" for k, v in sorted(secrets.items())]
     for key, names in sorted(own.items()):
         lines.append(f"{key:<12}: your configuration ({', '.join(names)}), no sample secrets")
+    lines.append(
+        f"other shells: set -a; . {DEV_ENV_FILE}; set +a   (then e.g. loyalty-connector tail "
+        "balances, members ..., forget ...)"
+    )
     lines.append("Ctrl-C stops everything.")
     print("\n".join(lines), flush=True)

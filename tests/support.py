@@ -1,20 +1,20 @@
 """Test secrets and signing helpers shared by unit and integration tests.
 
-The secrets are the providers' own `test_secrets()` (each provider module owns them), so a new
-provider needs nothing here.
+The secrets are the providers' own `test_secrets()` (each provider module owns them), gathered
+by the support kit (`connector.kit.payloads`), so a new provider needs nothing here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from connector.kit import payloads
+from connector.kit.payloads import other_wix_keypair as other_wix_keypair
 from connector.providers import PROVIDERS, WebhookProvider
-from connector.providers.wix import new_keypair
 from connector.providers.wix import test_keypair as _wix_test_keypair
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -25,14 +25,9 @@ def wix_keypair() -> tuple[str, str]:
     return _wix_test_keypair()
 
 
-@functools.cache
-def other_wix_keypair() -> tuple[str, str]:
-    return new_keypair()  # a second, unrelated key pair
-
-
 def test_secrets() -> dict[str, dict[str, str]]:
     """Per-provider secrets in the shape Settings hands to providers."""
-    return {key: provider.test_secrets() for key, provider in PROVIDERS.items()}
+    return payloads.secrets()
 
 
 test_secrets.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
@@ -40,11 +35,7 @@ test_secrets.__test__ = False  # type: ignore[attr-defined]  # a helper, not a t
 
 def test_env() -> dict[str, str]:
     """CONNECTOR_* variables carrying the same test secrets (for Settings.from_env)."""
-    return {
-        f"CONNECTOR_{key.upper()}_{name.upper()}": value
-        for key, secrets in test_secrets().items()
-        for name, value in secrets.items()
-    }
+    return payloads.secret_env()
 
 
 test_env.__test__ = False  # type: ignore[attr-defined]

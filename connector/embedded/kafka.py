@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from connector.embedded import free_port, stop_process, wait_for_kafka
@@ -48,6 +49,11 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=1
 """
+
+# For `KafkaBroker(properties=...)`: Kafka's own flush policy (the OS writes back, replication
+# protects) instead of the fsync per message above, which the tests' durability checks want
+# and which production does not pay. Benchmarks measure with this.
+PRODUCTION_FLUSH: dict[str, str | None] = {"log.flush.interval.messages": None}
 
 LOG4J2 = """\
 status = warn
@@ -109,11 +115,20 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
 class KafkaBroker:
     """One KRaft node on free loopback ports; stop() and start() again keep its data and ports."""
 
-    def __init__(self, work_dir: Path | None = None, *, heap: str = "768m") -> None:
+    def __init__(
+        self,
+        work_dir: Path | None = None,
+        *,
+        heap: str = "768m",
+        properties: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """`properties`: server.properties set over SERVER_PROPERTIES (a new key is added); a
+        None value leaves the key out, so the broker's own default applies."""
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="kafka-"))
         self.port = free_port()
         self.controller_port = free_port()
         self.heap = heap
+        self.properties = dict(properties or {})
         self.version = KAFKA_VERSION
         self.proc: subprocess.Popen[bytes] | None = None
         self._formatted = False
@@ -135,13 +150,15 @@ class KafkaBroker:
     def _write_config(self) -> Path:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         props = self.work_dir / "server.properties"
-        props.write_text(
-            SERVER_PROPERTIES.format(
-                port=self.port,
-                controller_port=self.controller_port,
-                log_dir=self.work_dir / "data",
-            )
+        base = SERVER_PROPERTIES.format(
+            port=self.port, controller_port=self.controller_port, log_dir=self.work_dir / "data"
         )
+        values: dict[str, str | None] = {}
+        for line in base.splitlines():
+            key, _, value = line.partition("=")
+            values[key] = value
+        values.update(self.properties)
+        props.write_text("".join(f"{k}={v}\n" for k, v in values.items() if v is not None))
         (self.work_dir / "log4j2.properties").write_text(LOG4J2.format(log_file=self.log_file))
         return props
 

@@ -8,8 +8,6 @@ import collections
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,30 +19,25 @@ import pytest
 
 from connector import cli
 from connector.embedded import free_port
+from connector.kit.processes import Bridge, child_env
+from connector.kit.ready import wait_http
 from connector.providers import PROVIDERS
 from connector.replay import collect, infer_provider
 from tests.integration.test_bridge_kafka import consume, gameball_delivery, headers_of, request_ids
 from tests.support import FIXTURES, test_env
 
 
-class BridgeProcess:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, log: Path, prefix: str) -> None:
-        self.proc, self.url, self.log, self.prefix = proc, url, log, prefix
-
-    @property
-    def raw_topic(self) -> str:
-        return f"{self.prefix}.webhooks.raw"
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+def raw_topic(bridge: Bridge) -> str:
+    assert bridge.env is not None
+    return f"{bridge.env['CONNECTOR_TOPIC_PREFIX']}.webhooks.raw"
 
 
-def start_bridge(bootstrap: str, prefix: str, log: Path) -> BridgeProcess:
-    """`loyalty-connector bridge` in a child process; returns once /healthz answers."""
+def start_bridge(bootstrap: str, prefix: str, log: Path) -> Bridge:
+    """`loyalty-connector bridge` (the console script) in a child process; returns once
+    /healthz answers."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(test_env())
-    env.update(
+    env = child_env(
+        **test_env(),
         CONNECTOR_BROKER_URL=bootstrap,
         CONNECTOR_BRIDGE_HOST="127.0.0.1",
         CONNECTOR_BRIDGE_PORT=str(port),
@@ -52,51 +45,23 @@ def start_bridge(bootstrap: str, prefix: str, log: Path) -> BridgeProcess:
         CONNECTOR_PARTITIONS="2",
         CONNECTOR_LOG_FORMAT="text",
     )
-    script = Path(sys.executable).with_name("loyalty-connector")
-    cmd = (
-        [str(script), "bridge"]
-        if script.exists()
-        else [sys.executable, "-m", "connector", "bridge"]
-    )
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    bridge = BridgeProcess(proc, f"http://127.0.0.1:{port}", log, prefix)
-
-    async def healthy() -> bool:
-        async with aiohttp.ClientSession() as http:
-            try:
-                async with http.get(bridge.url + "/healthz") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-    deadline = time.monotonic() + 30
-    while not asyncio.run(healthy()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"bridge did not come up:\n{bridge.log_tail()}")
-        time.sleep(0.1)
+    bridge = Bridge("bridge", env, log, port, console_script=True)
+    try:
+        wait_http(bridge.url + "/healthz", 30, watch=[bridge], interval=0.1)
+    except BaseException:
+        bridge.kill()
+        raise
     return bridge
 
 
-def stop(bridge: BridgeProcess) -> None:
-    if bridge.proc.poll() is None:
-        bridge.proc.send_signal(signal.SIGTERM)
-        try:
-            bridge.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            bridge.proc.kill()
-            bridge.proc.wait(5)
-
-
 @pytest.fixture(scope="module")
-def live_bridge(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+def live_bridge(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridge]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     bridge = start_bridge(kafka.bootstrap, prefix, tmp_path_factory.mktemp("bridge") / "log")
     try:
         yield bridge
     finally:
-        stop(bridge)
+        bridge.stop(15, check=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,22 +88,22 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
                 # a burst in flight while SIGTERM arrives: whatever got a 200 must be in Kafka
                 burst = [asyncio.ensure_future(post(n)) for n in range(1, 30)]
                 await asyncio.sleep(0.01)
-                bridge.proc.send_signal(signal.SIGTERM)
+                bridge.popen.send_signal(signal.SIGTERM)
                 answers = await asyncio.gather(*burst, return_exceptions=True)
             return first, answers
 
         first, answers = asyncio.run(go())
         started = time.monotonic()
-        code = bridge.proc.wait(15)
+        code = bridge.popen.wait(15)
         assert code == 0, bridge.log_tail()
         assert time.monotonic() - started < 15
     finally:
-        stop(bridge)
+        bridge.stop(15, check=False)
     acked = {first} | {a[1] for a in answers if isinstance(a, tuple) and a[0] == 200}
     refused = [a for a in answers if isinstance(a, tuple) and a[0] != 200]
     assert not refused, refused  # in-flight requests finish; late ones cannot connect at all
     records = asyncio.run(
-        consume(kafka.bootstrap, bridge.raw_topic, lambda rs: acked <= request_ids(rs))
+        consume(kafka.bootstrap, raw_topic(bridge), lambda rs: acked <= request_ids(rs))
     )
     assert acked <= request_ids(records)
     assert "bridge stopped" in bridge.log_tail()
@@ -168,11 +133,11 @@ def test_sigterm_while_kafka_is_down_exits_within_a_grace_period(
         # records waiting for a broker that is gone: each request gets its 503 (ack timeout)
         assert set(asyncio.run(post_all(20))) == {503}
         started = time.monotonic()
-        bridge.proc.send_signal(signal.SIGTERM)
-        code = bridge.proc.wait(25)
+        bridge.popen.send_signal(signal.SIGTERM)
+        code = bridge.popen.wait(25)
         took = time.monotonic() - started
     finally:
-        stop(bridge)
+        bridge.stop(15, check=False)
     assert code == 0, bridge.log_tail()
     assert took < 15, f"exit took {took:.1f} s\n{bridge.log_tail()}"
     assert "bridge stopped" in bridge.log_tail()
@@ -187,7 +152,7 @@ def _replay(
 
 
 def test_replay_sends_every_fixture_and_summarises(
-    live_bridge: BridgeProcess,
+    live_bridge: Bridge,
     kafka: Any,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -212,7 +177,7 @@ def test_replay_sends_every_fixture_and_summarises(
     assert m.group(2) == f"200: {len(files)}"
 
     records = asyncio.run(
-        consume(kafka.bootstrap, live_bridge.raw_topic, lambda rs: len(rs) >= len(files))
+        consume(kafka.bootstrap, raw_topic(live_bridge), lambda rs: len(rs) >= len(files))
     )
     landed = collections.Counter(headers_of(r)["provider"].decode() for r in records)
     assert landed == per_provider

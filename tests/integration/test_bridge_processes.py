@@ -8,24 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 
 from connector.inspect import read_to_end
 from connector.raw import header_map
-from tests.integration.harness import Harness, open_harness, sign
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
+from tests.integration.harness import Harness, sign
 
 
 async def post_each_on_a_new_connection(url: str, n: int) -> list[str]:

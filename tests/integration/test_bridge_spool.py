@@ -23,7 +23,7 @@ import pytest
 from connector.embedded.kafka import KafkaBroker
 from connector.inspect import read_to_end
 from connector.raw import header_map
-from tests.integration.harness import Bridge, Delivery, Harness, open_harness, sign
+from tests.integration.harness import Bridge, Delivery, Harness, sign
 
 OUTAGE_S = 150
 MEMBERS = [f"ol-spool-{i}" for i in range(6)]
@@ -40,11 +40,9 @@ def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
-def h(
-    own_broker: KafkaBroker, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(own_broker.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
+def harness_broker(own_broker: KafkaBroker) -> KafkaBroker:
+    """`h` on this module's own broker: its tests kill it."""
+    return own_broker
 
 
 class Provider:

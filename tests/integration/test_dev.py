@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 from connector.embedded import free_port
+from connector.kit.processes import child_env
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(CONNECTOR_BRIDGE_PORT=str(free_port()), CONNECTOR_WEB_PORT=str(free_port()))
-    return env
+    return child_env(CONNECTOR_BRIDGE_PORT=str(free_port()), CONNECTOR_WEB_PORT=str(free_port()))
 
 
 def _children(pid: int) -> list[int]:

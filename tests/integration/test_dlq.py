@@ -12,29 +12,18 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from connector import raw
 from connector.avro import default_codec
 from connector.inspect import read_to_end
 from connector.models import DeadLetter
-from tests.integration.harness import Harness, open_harness, sign
+from tests.integration.harness import Harness, sign
 
 MEMBER = "ol-redriven"
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def ol_change(customer: str | None, transfer: str, change: int, amount: int) -> Any:

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from connector.models import LoyaltyEvent, account_key
 from connector.streams.state_format import erasure_key
@@ -31,7 +29,6 @@ from tests.integration.harness import (
     _vf_customer,
     gb_profile,
     latest_by_key,
-    open_harness,
     partition_of,
     sign,
     vf_points_added,
@@ -41,14 +38,6 @@ from tests.integration.harness import (
 
 TOKEN = "test-token-0123456789abcdef"
 OTHER_TOKEN = "other-token-0123456789abcdef"
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def get(url: str, token: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:

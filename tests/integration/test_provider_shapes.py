@@ -18,24 +18,12 @@ Apache Kafka, and checked through `GET /members/...` against numbers worked out 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from connector.models import account_key
-from tests.integration.harness import Delivery, Harness, latest_by_key, open_harness, sign
+from tests.integration.harness import Delivery, Harness, latest_by_key, sign
 
 OL_C, GB_C, VF_C, WIX_C = "ol-held", "gb-held", "vf-held", "wix-held"
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def ol_amount(amount: float, change: int, change_type: str) -> Delivery:

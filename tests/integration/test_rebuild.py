@@ -24,14 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,7 +56,6 @@ from tests.integration.harness import (
     gb_profile,
     latest_by_key,
     ol_points_transfer,
-    open_harness,
     partition_of,
     sign,
     vf_transaction_created,
@@ -70,14 +66,6 @@ D = Decimal
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 WAVE = 5
 VF_CAMPAIGN = "camp_loyalty"  # the harness's loyalty card campaign: the Voucherify account
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def _at(i: int) -> str:
@@ -155,14 +143,7 @@ def send_waves(
 
 
 def cli(h: Harness, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        env=h.env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return h.cli(*args, timeout=timeout)  # a rebuild of the whole raw topic takes a while
 
 
 def balances(h: Harness, prefix: str | None = None) -> dict[str, MemberBalance]:

@@ -12,13 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from connector.models import EntryOrigin, EventType, LedgerEntry
 from tests.integration.harness import (
@@ -27,7 +23,6 @@ from tests.integration.harness import (
     WorkerProc,
     latest_by_key,
     ol_points_changed,
-    open_harness,
     partition_of,
     post_all,
     sign,
@@ -39,14 +34,6 @@ from tests.integration.harness import (
 FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
 WIX_POINTS = "wix.loyalty.v1.account_points_updated"
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def at(seconds: int) -> str:

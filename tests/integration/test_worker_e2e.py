@@ -11,13 +11,9 @@ redeliveries, two webhooks about one movement and stale snapshots.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from connector.models import (
     DEFAULT_ACCOUNT,
@@ -38,7 +34,6 @@ from tests.integration.harness import (
     ol_level_changed,
     ol_points_changed,
     ol_points_transfer,
-    open_harness,
     sign,
     vf_points_added,
     vf_tier_joined,
@@ -75,14 +70,6 @@ ACCOUNTS = {VF: "camp_loyalty"}
 def akey(member: tuple[str, str, str]) -> str:
     """The member's account's key on loyalty.balances and loyalty.tiers."""
     return account_key(key(member), ACCOUNTS.get(member, DEFAULT_ACCOUNT))
-
-
-@pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        yield harness
 
 
 def phases() -> list[dict[tuple[str, str, str], list[Delivery]]]:

@@ -9,14 +9,10 @@ restarted worker redoes them from the committed offsets and table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from connector.models import LedgerEntry, MemberBalance, Tier
-from tests.integration.harness import Harness, latest_by_key, open_harness
+from tests.integration.harness import Harness, latest_by_key
 from tests.integration.test_worker_e2e import (
     APPLIED,
     EXPECTED,
@@ -38,12 +34,10 @@ EOS = {
 
 
 @pytest.fixture
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        harness.base_env.update(EOS)
-        yield harness
+def h(h: Harness) -> Harness:
+    """The test's Harness, its processes with exactly-once processing."""
+    h.base_env.update(EOS)
+    return h
 
 
 def test_exactly_once_counts_each_movement_once_across_a_crash(h: Harness) -> None:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -34,7 +31,6 @@ from tests.integration.harness import (
     Harness,
     latest_by_key,
     ol_points_changed,
-    open_harness,
     sign,
     vf_points_added,
 )
@@ -56,12 +52,10 @@ GUARANTEES = {
 
 
 @pytest.fixture(params=sorted(GUARANTEES))
-def h(
-    kafka: Any, topic_prefix: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Harness]:
-    with open_harness(kafka.bootstrap, topic_prefix, tmp_path, request) as harness:
-        harness.base_env.update(GUARANTEES[request.param])
-        yield harness
+def h(h: Harness, request: pytest.FixtureRequest) -> Harness:
+    """The test's Harness, once per processing guarantee."""
+    h.base_env.update(GUARANTEES[request.param])
+    return h
 
 
 def ol(
