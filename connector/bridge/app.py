@@ -234,9 +234,9 @@ class WebhookHandler:
             )
 
         try:
-            body = await asyncio.wait_for(
-                self._read_capped(request), self.settings.body_timeout_ms / 1000
-            )
+            # asyncio.timeout, not wait_for: no extra task per request on the hot path
+            async with asyncio.timeout(self.settings.body_timeout_ms / 1000):
+                body = await self._read_capped(request)
         except TimeoutError:
             resp = _json_error(408, "body not received in time", request_id)
             resp.force_close()  # the rest of a trickled body is not worth waiting for
@@ -311,7 +311,8 @@ class WebhookHandler:
         self.metrics.pending_sends.inc()
         task.add_done_callback(self._sent)
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(task)  # on timeout the write goes on (see below)
         except TimeoutError:
             if self.forwarder is not None:
                 # the write may still succeed too: both copies carry this key and request id
