@@ -143,12 +143,13 @@ def run_dev(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> i
     secrets, own = fill_dev_secrets(child_env, dev_secrets())
     # What the other commands need to reach this stack (`set -a; . .dev/dev.env; set +a`):
     # the broker (a new port each run) and, for the embedded one, no idempotent producer.
-    reach = {
+    reach: dict[str, str] = {
         k: child_env[k]
         for k in ("CONNECTOR_BROKER_URL", "CONNECTOR_IDEMPOTENT_PRODUCER")
         if k in child_env
     }
-    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted({**reach, **secrets}.items())))
+    written: dict[str, str] = {**reach, **secrets}
+    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in sorted(written.items())))
     DEV_ENV_FILE.chmod(0o600)
     code = 0
     try:
