@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[embedded,rocksdb,fast,analytics,dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[embedded,rocksdb,fast,analytics,dev,bench]'
 	@touch $(STAMP)
 
 dev: $(STAMP)

@@ -1,8 +1,9 @@
-"""Bridge benchmark: accepted webhooks/s and latency, next to the HTTP and the broker ceilings.
+"""Bridge benchmark: accepted webhooks/s and latency, next to the ceilings and two Go peers.
 
     .venv/bin/python benchmarks/bridge.py [--quick] [--broker host:port] [--concurrency 16,64,256]
+                                          [--modes bridge,benthos,...]
 
-Three measurements, in one run, at each concurrency (closed loop: C connections, each sends the
+These measurements, in one run, at each concurrency (closed loop: C connections, each sends the
 next request as soon as the previous answer arrives):
 
 * `bridge`         `loyalty-connector bridge` (the real command: uvloop, aiohttp, signature
@@ -11,6 +12,16 @@ next request as soon as the previous answer arrives):
                    at once: what HTTP handling + verification alone allow.
 * `broker_ceiling` a bare aiokafka producer (acks=all, idempotent, same settings, payload,
                    headers and concurrency) in its own process: what Python + Kafka alone allow.
+* `bridge_spooling` the bridge with Kafka away: every webhook goes to the spool.
+* `benthos`        the peer: the MIT Benthos engine v4.60.0 (github.com/redpanda-data/benthos/v4)
+                   with its `http_server` input (sync response), a processor checking the same
+                   X-GB-Signature (bad → 401) and a franz-go output we wrote (acks=all,
+                   idempotent, the answer waits for Kafka's ack); benchmarks/peers/benthos_bridge.
+* `go_plain`       the upper reference: Go net/http + franz-go, same check, same record.
+
+The Go peers are built by `go build` into ~/.cache/loyalty-connector/peers (benchmarks/peers/
+gobuild.py) and write the same raw record as our bridge (key, body, headers of connector/raw.py).
+Server CPU per request comes from /proc (all threads), over warm-up + measurement.
 
 The load generator is a separate process speaking raw HTTP/1.1 keep-alive over asyncio streams
 (uvloop), so little client CPU is spent per request. The Gameball payload is signed once up
@@ -51,10 +62,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "gameball" / "v4_profile_updated.json"
 SECRET = "bench-gameball-secret"
 PREFIX_BASE = "bench"
-MODES = ("bridge", "http_ceiling", "broker_ceiling", "bridge_spooling")
+MODES = ("bridge", "http_ceiling", "broker_ceiling", "bridge_spooling", "benthos", "go_plain")
+GO_PEERS = {"benthos": "benthos_bridge", "go_plain": "go_plain_bridge"}  # mode -> gobuild name
 TARGET_RATE = 5000
 TARGET_P99_MS = 25.0
 TARGET_RATIO = 0.60
+# issue 15: accepted/s at least the Benthos peer's at these concurrencies, and this p99 at 64
+PEER_CONCURRENCIES = (64, 256)
+PEER_P99_CONCURRENCY = 64
+PEER_TARGET_P99_MS = 10.0
 
 
 def signed_payload() -> tuple[bytes, dict[str, str]]:
@@ -137,6 +153,7 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
     latencies: list[float] = []
     statuses: collections.Counter[int] = collections.Counter()
     errors: collections.Counter[str] = collections.Counter()
+    answered = [0]  # every answer, warm-up included (the server CPU window's requests)
     begin = time.perf_counter()
     measure_from = begin + warmup
     end = measure_from + duration
@@ -156,6 +173,7 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
                 n = int(lower[i + 15 : lower.index(b"\r\n", i)])
                 await reader.readexactly(n)
                 t1 = time.perf_counter()
+                answered[0] += 1
                 if t0 >= measure_from:
                     latencies.append(t1 - t0)
                     statuses[status] += 1
@@ -169,7 +187,9 @@ async def _load(url: str, concurrency: int, warmup: float, duration: float) -> d
 
     cpu0 = time.process_time()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    return _summary(latencies, statuses, errors, duration, time.process_time() - cpu0)
+    row = _summary(latencies, statuses, errors, duration, time.process_time() - cpu0)
+    row["requests_incl_warmup"] = answered[0]
+    return row
 
 
 def _summary(
@@ -326,6 +346,8 @@ def measure_server(
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
+    elif mode in GO_PEERS:
+        cmd = go_peer_command(mode, broker, port, prefix)
     else:
         cmd = [sys.executable, __file__, "--child-serve-noop"]
     with open(log, "wb") as out:
@@ -340,8 +362,11 @@ def measure_server(
                 ["--child-load", url, str(c), str(warmup), str(duration)],
                 timeout=warmup + duration + 120,
             )
-            # server CPU over warmup + measurement: per accepted request, roughly
-            row["server_cpu_s"] = round(_cpu_seconds(proc.pid) - cpu0, 2)
+            # server CPU over warmup + measurement (all the server's threads), per answer
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            row["server_cpu_s"] = round(cpu, 2)
+            answered = row.get("requests_incl_warmup") or 0
+            row["server_cpu_us_per_request"] = round(cpu / answered * 1e6, 1) if answered else None
             row.update(mode=mode, concurrency=c)
             rows.append(row)
             print(_line(row), flush=True)
@@ -352,6 +377,28 @@ def measure_server(
         except subprocess.TimeoutExpired:
             proc.kill()
     return rows
+
+
+def go_peer_command(mode: str, broker: str, port: int, prefix: str) -> list[str]:
+    """The command line of a Go peer (built first, if the cache lacks it), its raw topic made."""
+    from benchmarks.peers import gobuild
+    from connector.kafka_admin import ensure_topics
+    from connector.settings import Settings
+
+    binary = gobuild.build(GO_PEERS[mode])
+    settings = Settings.from_env({"CONNECTOR_BROKER_URL": broker, "CONNECTOR_TOPIC_PREFIX": prefix})
+    asyncio.run(ensure_topics(settings, [settings.topics.raw]))
+    return [
+        str(binary),
+        "-addr",
+        f"127.0.0.1:{port}",
+        "-brokers",
+        broker,
+        "-topic",
+        settings.topics.raw,
+        "-secret",
+        SECRET,
+    ]
 
 
 def measure_broker(
@@ -383,7 +430,8 @@ def _line(row: dict[str, Any]) -> str:
         extra += f" non-200={non200}"
     return (
         f"{row['mode']:>15} c={row['concurrency']:>4}  {row['accepted_per_s']:>8.0f}/s  "
-        f"p50 {row['p50_ms']:>6.2f} ms  p99 {row['p99_ms']:>6.2f} ms{extra}"
+        f"p50 {row['p50_ms']:>6.2f} ms  p99 {row['p99_ms']:>6.2f} ms  "
+        f"server {row.get('server_cpu_us_per_request') or float('nan'):>6.0f} CPU µs/req{extra}"
     )
 
 
@@ -414,7 +462,54 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["met_at_some_concurrency"] = any(
         p["meets_rate_and_p99"] and p["meets_ratio"] for p in out["per_concurrency"]
     )
+    out["peers"] = peer_verdict(by)
     return out
+
+
+def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
+    """Issue 15's goals as ratios: ours / Benthos accepted/s at 64 and 256, p99 at 64."""
+    levels = sorted({c for _, c in by})
+    rows = []
+    for c in levels:
+        ours = by.get(("bridge", c))
+        if not ours:
+            continue
+        row: dict[str, Any] = {
+            "concurrency": c,
+            "bridge_per_s": ours["accepted_per_s"],
+            "bridge_p99_ms": ours["p99_ms"],
+            "bridge_cpu_us_per_request": ours.get("server_cpu_us_per_request"),
+        }
+        for name in GO_PEERS:
+            peer = by.get((name, c))
+            if peer:
+                row[f"{name}_per_s"] = peer["accepted_per_s"]
+                row[f"{name}_p99_ms"] = peer["p99_ms"]
+                row[f"{name}_cpu_us_per_request"] = peer.get("server_cpu_us_per_request")
+                row[f"bridge_over_{name}"] = (
+                    round(ours["accepted_per_s"] / peer["accepted_per_s"], 3)
+                    if peer["accepted_per_s"]
+                    else None
+                )
+        rows.append(row)
+    at = {r["concurrency"]: r for r in rows}
+    goals: dict[str, Any] = {}
+    for c in PEER_CONCURRENCIES:
+        ratio = at.get(c, {}).get("bridge_over_benthos")
+        goals[f"accepted_at_{c}_vs_benthos"] = {
+            "ratio": ratio,
+            "target": ">= 1.0",
+            "met": ratio is not None and ratio >= 1.0,
+        }
+    p99 = at.get(PEER_P99_CONCURRENCY, {}).get("bridge_p99_ms")
+    goals[f"p99_at_{PEER_P99_CONCURRENCY}_ms"] = {
+        "value": p99,
+        "ratio_to_target": round(p99 / PEER_TARGET_P99_MS, 3) if p99 is not None else None,
+        "target": f"<= {PEER_TARGET_P99_MS:.0f} ms",
+        "met": p99 is not None and p99 <= PEER_TARGET_P99_MS,
+    }
+    met = all(g["met"] for g in goals.values())
+    return {"per_concurrency": rows, "goals": goals, "all_met": met}
 
 
 def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -423,24 +518,48 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.6))
     styles = {
         "bridge": "C0",
         "http_ceiling": "C2",
         "broker_ceiling": "C1",
         "bridge_spooling": "C3",
+        "benthos": "C4",
+        "go_plain": "C5",
     }
-    for mode in MODES:
+    labels = {"benthos": "Benthos v4.60 + franz-go", "go_plain": "Go net/http + franz-go"}
+    present = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    for mode in present:
         pts = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["concurrency"])
-        if not pts:
-            continue
         xs = [r["concurrency"] for r in pts]
-        ax1.plot(xs, [r["accepted_per_s"] for r in pts], "o-", color=styles[mode], label=mode)
-        ax2.plot(xs, [r["p99_ms"] for r in pts], "o-", color=styles[mode], label=f"{mode} p99")
-        ax2.plot(xs, [r["p50_ms"] for r in pts], "x--", color=styles[mode], label=f"{mode} p50")
+        name = labels.get(mode, mode)
+        style = "s-" if mode in GO_PEERS else "o-"
+        ax1.plot(xs, [r["accepted_per_s"] for r in pts], style, color=styles[mode], label=name)
+        ax2.plot(xs, [r["p99_ms"] for r in pts], style, color=styles[mode], label=f"{name} p99")
+        ax2.plot(xs, [r["p50_ms"] for r in pts], "x--", color=styles[mode], label=f"{name} p50")
     ax1.axhline(TARGET_RATE, color="grey", ls=":", label=f"target {TARGET_RATE}/s")
     ax2.axhline(TARGET_P99_MS, color="grey", ls=":", label=f"target p99 {TARGET_P99_MS:.0f} ms")
+    ax2.axhline(
+        PEER_TARGET_P99_MS,
+        color="C4",
+        ls=":",
+        label=f"issue 15: p99 {PEER_TARGET_P99_MS:.0f} ms at c={PEER_P99_CONCURRENCY}",
+    )
     levels = sorted({r["concurrency"] for r in rows})
+    servers = [m for m in present if m != "broker_ceiling"]
+    width = 0.8 / max(1, len(servers))
+    for i, mode in enumerate(servers):
+        by_c = {r["concurrency"]: r for r in rows if r["mode"] == mode}
+        vals = [by_c.get(c, {}).get("server_cpu_us_per_request") or 0 for c in levels]
+        xs_bar = [k + (i - (len(servers) - 1) / 2) * width for k in range(len(levels))]
+        ax3.bar(xs_bar, vals, width, color=styles[mode], label=labels.get(mode, mode))
+    ax3.set_xticks(range(len(levels)))
+    ax3.set_xticklabels([str(c) for c in levels])
+    ax3.set_xlabel("concurrent clients")
+    ax3.set_ylabel("server CPU µs / request (all threads)")
+    ax3.set_title("CPU per request", fontsize=10)
+    ax3.legend(fontsize=7)
+    ax3.grid(True, axis="y", alpha=0.3)
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels)
@@ -481,6 +600,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker", help="use this Kafka (host:port) instead of starting one")
     parser.add_argument("--concurrency", default="16,32,64,256", help="comma-separated levels")
     parser.add_argument("--duration", type=float, default=None, help="seconds per point")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated subset of {', '.join(MODES)} (default: all)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "bridge.json"))
     parser.add_argument(
         "--fsync-every-message",
@@ -494,6 +618,21 @@ def main(argv: list[str] | None = None) -> int:
         chart(saved["results"], Path(args.out).with_suffix(".png"), saved["chart_title"])
         return 0
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    load_before = os.getloadavg()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; valid: {', '.join(MODES)}")
+    if any(m in GO_PEERS for m in modes):
+        from benchmarks.peers import gobuild
+
+        print("building the Go peers (cached) ...", flush=True)
+        try:
+            built = {m: str(gobuild.build(GO_PEERS[m])) for m in modes if m in GO_PEERS}
+        except gobuild.GoBuildError as exc:
+            parser.exit(2, f"{exc}\n")
+    else:
+        built = {}
     duration = args.duration or (2.0 if args.quick else 8.0)
     warmup = 0.5 if args.quick else 2.0
 
@@ -504,18 +643,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from connector.embedded import kafka as embedded_kafka
 
-        broker_obj = embedded_kafka.KafkaBroker()
-        if not args.fsync_every_message:
-            # The test broker fsyncs every message (log.flush.interval.messages=1). Production
-            # Kafka leaves flushing to the OS and relies on replication; measure that.
-            original = broker_obj._write_config
-
-            def write_config() -> Path:
-                props = original()
-                props.write_text(props.read_text().replace("log.flush.interval.messages=1\n", ""))
-                return props
-
-            broker_obj._write_config = write_config  # type: ignore[method-assign]
+        # The test broker fsyncs every message (log.flush.interval.messages=1). Production
+        # Kafka leaves flushing to the OS and relies on replication; measure that.
+        broker_obj = embedded_kafka.KafkaBroker(
+            properties={} if args.fsync_every_message else embedded_kafka.PRODUCTION_FLUSH
+        )
         print("starting Apache Kafka ...", flush=True)
         broker_obj.start()
         broker = broker_obj.bootstrap
@@ -526,10 +658,15 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             # The bare producer goes first: it also warms the broker's JIT, which otherwise
             # steals CPU from whichever measurement comes right after the broker started.
-            rows += measure_broker(broker, concurrencies, warmup, duration)
-            rows += measure_server("http_ceiling", broker, concurrencies, warmup, duration, work)
-            rows += measure_server("bridge", broker, concurrencies, warmup, duration, work)
-            rows += measure_server("bridge_spooling", broker, concurrencies, warmup, duration, work)
+            # The peers run right after our bridge, so the three share the machine's state.
+            order = ("broker_ceiling", "http_ceiling", "bridge", "benthos", "go_plain")
+            for mode in [*order, "bridge_spooling"]:
+                if mode not in modes:
+                    continue
+                if mode == "broker_ceiling":
+                    rows += measure_broker(broker, concurrencies, warmup, duration)
+                else:
+                    rows += measure_server(mode, broker, concurrencies, warmup, duration, work)
     finally:
         if broker_obj is not None:
             broker_obj.cleanup()
@@ -552,6 +689,21 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": warmup,
             "duration_s": duration,
             "quick": args.quick,
+            "modes": modes,
+            "peers": {
+                "benthos": "github.com/redpanda-data/benthos/v4 v4.60.0 (MIT engine): http_server "
+                "input, sync response; gameball_verify processor; franz_sync output on "
+                "github.com/twmb/franz-go v1.22.3 (acks=all, idempotent, linger 0, "
+                "ProduceSync per message, max_in_flight 1024); 200 with an empty body",
+                "go_plain": "Go net/http + franz-go v1.22.3, same check and record, ProduceSync "
+                "per request",
+                "binaries": built,
+                "go": _go_version() if built else None,
+            },
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "note": "one machine shared by servers, load generator and Kafka (and by other "
+            "engineers' jobs): figures are noisy, compare rows of the same run only",
         },
         "results": rows,
         "verdict": verdict(rows),
@@ -570,7 +722,17 @@ def main(argv: list[str] | None = None) -> int:
             f"c={p['concurrency']}: bridge {p['bridge_per_s']:.0f}/s, p99 {p['bridge_p99_ms']} ms, "
             f"{p['share_of_http_ceiling']:.0%} of the HTTP ceiling"
         )
+    for name, goal in result["verdict"]["peers"]["goals"].items():
+        print(f"issue 15 goal {name}: {goal}")
     return 0
+
+
+def _go_version() -> str:
+    try:
+        out = subprocess.run(["go", "version"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,15 @@ Four measurements, in one run, on one Kafka:
                 one webhook) and notes when each 200 arrived; a separate consumer on
                 `<prefix>.balances` notes when each member's balance arrived. Latency = balance
                 seen - 200 received.
+* `peers`       the same raw records through other engines doing the worker's job with our own
+                functions (`normalize`, the ledger step, the members-table format), each on
+                its own topics, same timing rule (first events record → last output) and CPU
+                per event (/proc): `quix` (Quix Streams, RocksDB state, at-least-once),
+                `quix_eos` (the same, exactly-once) and `plain` (aiokafka + rocksdict, no
+                framework); benchmarks/peers/. Each peer's final balances (last record per key
+                of its balances topic) are compared with the worker's, so a peer doing less
+                work shows. With --rounds R (3 in a full run) the worker and each peer run R
+                times, interleaved, and the medians are reported.
 * `recovery`    the worker is stopped (SIGTERM) and a fresh one started with the same app id and
                 an EMPTY data dir: it must rebuild the members table from
                 `<app_id>-members-changelog`. Changelog records / (start → /readyz 200), next to
@@ -70,6 +79,34 @@ PARTITIONS = 8
 TARGET_SHARE_OF_CEILING = 0.50
 TARGET_P99_MS = 250.0
 TARGET_RECOVERY_PER_S = 50_000
+# The worker's peers (benchmarks/peers/): name -> (script, extra arguments, topic prefix tag)
+PEERS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "quix": ("quix_worker.py", (), "q"),
+    "quix_eos": ("quix_worker.py", ("--exactly-once",), "qe"),
+    "plain": ("plain_worker.py", (), "p"),
+}
+PEER_LABELS = {
+    "worker": "our Faust worker",
+    "quix": "Quix Streams\n(at-least-once)",
+    "quix_eos": "Quix Streams\n(exactly-once)",
+    "plain": "plain aiokafka\n+ rocksdict",
+}
+# MemberBalance fields that must end equal whatever the engine. Left out: times, the last event's
+# id and `events_applied`: a balances record is written when the balance changes, so the last
+# one's count and id depend on the order a member's events arrived in (its raw records sit on
+# several partitions), not on the work done; the applied totals are compared separately.
+BALANCE_FIELDS = (
+    "balance",
+    "computed_balance",
+    "reported_balance",
+    "pending_points",
+    "lifetime_earned",
+    "lifetime_redeemed",
+    "lifetime_expired",
+    "lifetime_adjusted",
+    "drift",
+    "tier",
+)
 BASE_TIME = datetime(2025, 3, 1, tzinfo=UTC)
 NS = uuid.UUID("6f1c1f3e-3b7e-4f0e-9a55-0c0ffee0b3c4")
 
@@ -179,6 +216,15 @@ def bridge_secret_env() -> dict[str, str]:
     from tests.support import test_env
 
     return test_env()
+
+
+def balance_key_of(provider: str, body: bytes, headers: dict[str, str]) -> str:
+    """The balances-topic key of a delivery's first event: its account key (a Voucherify
+    member's balance is kept per loyalty card: `voucherify:default/camp_loyalty:cust_…`)."""
+    from connector.providers import DecodeContext
+
+    lower = {k.lower(): v for k, v in headers.items()}
+    return PROVIDERS[provider].decode(body, lower, DecodeContext())[0].account_key
 
 
 def member_key_of(provider: str, body: bytes, headers: dict[str, str]) -> list[str]:
@@ -423,7 +469,11 @@ async def _offsets(broker: str, topics: list[str]) -> dict[str, tuple[int, int]]
 
 
 async def _time_span(broker: str, topics: list[str]) -> tuple[float, float]:
-    """(earliest first-record timestamp, latest last-record timestamp) over topics, epoch s."""
+    """(earliest first-record timestamp, latest last-record timestamp) over topics, epoch s.
+
+    The last record is looked for among a partition's last few offsets: written in Kafka
+    transactions (exactly once) a partition ends with commit markers, not records.
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     known = await _partitions(broker, topics)
@@ -439,15 +489,28 @@ async def _time_span(broker: str, topics: list[str]) -> tuple[float, float]:
                 if e <= b:
                     continue
                 consumer.assign([tp])
-                for offset in (b, e - 1):
-                    consumer.seek(tp, offset)
-                    got = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-                    for msg in got.get(tp, []):
-                        first = min(first, msg.timestamp / 1000)
-                        last = max(last, msg.timestamp / 1000)
+                consumer.seek(tp, b)
+                got = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+                for msg in got.get(tp, []):
+                    first = min(first, msg.timestamp / 1000)
+                consumer.seek(tp, max(b, e - 20))
+                for msg in await _read_to(consumer, tp, e):
+                    last = max(last, msg.timestamp / 1000)
         return first, last
     finally:
         await consumer.stop()
+
+
+async def _read_to(consumer: Any, tp: Any, end: int) -> list[Any]:
+    """The records from the consumer's position in `tp` up to offset `end` (markers skipped)."""
+    out: list[Any] = []
+    idle = 0
+    while await consumer.position(tp) < end and idle < 3:
+        got = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+        msgs = got.get(tp, [])
+        idle = 0 if msgs else idle + 1
+        out.extend(msgs)
+    return out
 
 
 def ensure(broker: str, prefix: str) -> None:
@@ -468,6 +531,31 @@ def ensure(broker: str, prefix: str) -> None:
         if len(asyncio.run(_partitions(broker, names))) == len(names):
             break
         time.sleep(0.2)
+    t = settings.topics
+    outputs = [t.events, t.ledger, t.balances, t.tiers, t.dlq]
+    asyncio.run(_log_append_time(broker, outputs, set(t.compacted())))
+
+
+async def _log_append_time(broker: str, topics: list[str], compacted: set[str]) -> None:
+    """The broker stamps the outputs' record times (LogAppendTime): the throughput windows are
+    read from them, and engines set CreateTime differently (Quix Streams copies the input
+    record's time to its outputs, aiokafka stamps the send). AlterConfigs replaces a topic's
+    whole config, so the compaction ensure_topics set is given again."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        resources = []
+        for name in topics:
+            config = {"message.timestamp.type": "LogAppendTime"}
+            if name in compacted:
+                config["cleanup.policy"] = "compact"
+            resources.append(ConfigResource(ConfigResourceType.TOPIC, name, config))
+        await admin.alter_configs(resources)
+    finally:
+        await admin.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,14 +628,16 @@ async def _ceiling(broker: str, src: str, dst: str) -> dict[str, Any]:
 def latency_deliveries(
     rate: float, duration: float, run: str, work: Path
 ) -> list[tuple[str, bytes, dict[str, str], str]]:
-    """One signed delivery per fresh member, providers in turn: (provider, body, headers, key)."""
+    """One signed delivery per fresh member, providers in turn: (provider, body, headers, key of
+    its balance record)."""
     secrets = bench_secrets(work)
     wix_site = _uid("site", run)
     out = []
     for i in range(int(rate * duration)):
         provider = PROVIDER_ORDER[i % len(PROVIDER_ORDER)]
         body, headers = signed(provider, payload(provider, run, i, 0, wix_site), secrets)
-        out.append((provider, body, headers, member_key_of(provider, body, headers)[0]))
+        # matched by the key its balance record has (the account key), reported by member key
+        out.append((provider, body, headers, balance_key_of(provider, body, headers)))
     return out
 
 
@@ -717,6 +807,156 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
         raise SystemExit(f"child {args[0]} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+async def _final_balances(broker: str, topic: str) -> dict[str, tuple[str, ...]]:
+    """Last record per key of a balances topic, as the BALANCE_FIELDS values (tombstone: gone)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from connector.avro import default_codec
+    from connector.models import MemberBalance
+
+    codec = default_codec()
+    parts = (await _partitions(broker, [topic])).get(topic, [])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    latest: dict[str, bytes | None] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in parts]
+        if tps:
+            consumer.assign(tps)
+            end = await consumer.end_offsets(tps)
+            await consumer.seek_to_beginning(*tps)
+            for tp in tps:  # one partition at a time: a key's records are all in one
+                for m in await _read_to(consumer, tp, end[tp]):
+                    latest[(m.key or b"").decode()] = m.value
+    finally:
+        await consumer.stop()
+    out = {}
+    for key, value in latest.items():
+        if value is not None:
+            balance = codec.decode(value, MemberBalance)
+            out[key] = tuple(str(getattr(balance, f)) for f in BALANCE_FIELDS)
+    return out
+
+
+def compare_balances(
+    ours: dict[str, tuple[str, ...]], theirs: dict[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """Whether a peer ended with the worker's balances, member by member (BALANCE_FIELDS)."""
+    missing = sorted(set(ours) - set(theirs))
+    extra = sorted(set(theirs) - set(ours))
+    differ = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+    by_field: dict[str, int] = {}
+    for k in differ:
+        for f, a, b in zip(BALANCE_FIELDS, ours[k], theirs[k], strict=True):
+            if a != b:
+                by_field[f] = by_field.get(f, 0) + 1
+    examples = [
+        {
+            "member": k,
+            "worker": dict(zip(BALANCE_FIELDS, ours[k], strict=True)),
+            "peer": dict(zip(BALANCE_FIELDS, theirs[k], strict=True)),
+        }
+        for k in differ[:2]
+    ]
+    return {
+        "equal": not (missing or extra or differ) and bool(ours),
+        "members_worker": len(ours),
+        "members_peer": len(theirs),
+        "missing_in_peer": len(missing),
+        "extra_in_peer": len(extra),
+        "differing": len(differ),
+        "differing_by_field": by_field,
+        "fields": list(BALANCE_FIELDS),
+        "examples": examples + [{"missing": k} for k in missing[:2]],
+    }
+
+
+def measure_peer(
+    peer: str,
+    broker: str,
+    raw_topic: str,
+    peer_prefix: str,
+    n: int,
+    work: Path,
+    kafka_pid: int | None,
+    timeout: float,
+) -> dict[str, Any]:
+    """One run of a worker peer over `raw_topic`, onto the topics of `peer_prefix`."""
+    script, extra, _ = PEERS[peer]
+    ensure(broker, peer_prefix)
+    state_dir = work / f"{peer_prefix}-state"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "peers" / script),
+        broker,
+        raw_topic,
+        peer_prefix,
+        str(n),
+        str(state_dir),
+        *extra,
+    ]
+    if kafka_pid:
+        cmd += ["--kafka-pid", str(kafka_pid)]
+    log = work / f"{peer_prefix}.log"
+    started = time.time()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    ended = time.time()
+    lines = out.decode(errors="replace").strip().splitlines()
+    if not lines:
+        raise SystemExit(f"peer {peer} printed nothing:\n{log.read_text(errors='replace')[-3000:]}")
+    row: dict[str, Any] = json.loads(lines[-1])
+    outputs = [f"{peer_prefix}.{t}" for t in ("balances", "ledger", "tiers")]
+    first, last_out = asyncio.run(_time_span(broker, outputs))
+    first_event, _ = asyncio.run(_time_span(broker, [f"{peer_prefix}.events"]))
+    offsets = asyncio.run(
+        _offsets(broker, [*outputs, f"{peer_prefix}.events", f"{peer_prefix}.webhooks.dlq"])
+    )
+    secs = max(1e-9, last_out - first)
+    whole = max(1e-9, last_out - first_event)
+    row.update(
+        peer=peer,
+        exit_code=proc.returncode,
+        process_wall_s=round(ended - started, 2),
+        first_event_at=round(first_event, 3),
+        first_balance_at=round(first, 3),
+        last_output_at=round(last_out, 3),
+        seconds=round(secs, 3),
+        events_per_s=round(row["applied"] / secs, 1),
+        whole_seconds=round(whole, 3),
+        whole_events_per_s=round(row["applied"] / whole, 1),
+        whole_raw_per_s=round(row["raw"] / whole, 1),
+        startup_s=round(first_event - started, 2),
+        outputs={t.removeprefix(peer_prefix + "."): e - b for t, (b, e) in offsets.items()},
+        log_tail=log.read_text(errors="replace")[-600:] if proc.returncode else "",
+    )
+    print(
+        f"peer {peer}: {row['applied']} events ({row['raw']} raw), first event → last output "
+        f"{whole:.2f} s → {row['whole_events_per_s']:.0f} events/s, "
+        f"{row['cpu_us_per_event']:.0f} CPU µs/event ({row['cpu_cores']} cores)"
+        + ("" if row["complete"] else " INCOMPLETE"),
+        flush=True,
+    )
+    return row
+
+
+def _median_run(runs: list[dict[str, Any]], key: str = "whole_events_per_s") -> dict[str, Any]:
+    """The median run by `key`, with every run's `key` and CPU per event beside it."""
+    chosen = dict(sorted(runs, key=lambda r: r.get(key) or 0.0)[len(runs) // 2])
+    chosen["runs_whole_events_per_s"] = [r.get(key) for r in runs]
+    chosen["runs_cpu_us_per_event"] = [
+        r.get("cpu_us_per_event", r.get("worker_cpu_us_per_event")) for r in runs
+    ]
+    return chosen
 
 
 def measure_throughput(
@@ -914,7 +1154,7 @@ def measure_latency(
     lat, lat_written, lat_sent, lost, non200 = [], [], [], 0, 0
     lat_at: list[tuple[float, float]] = []
     lateness = []
-    for key, status, scheduled, sent_at, ok_at in rows:
+    for key, status, scheduled, sent_at, ok_at, *_ in rows:
         if status != 200:
             non200 += 1
             continue
@@ -1051,6 +1291,7 @@ def measure_recovery(
             if i == 0:
                 for key in sample_keys:
                     provider, tenant, customer = key.split(":", 2)
+                    tenant = tenant.split("/", 1)[0]  # an account key names the member's tenant
                     status, _ = _http_get(f"{worker.url}/members/{provider}/{tenant}/{customer}", 5)
                     found += status == 200
         finally:
@@ -1130,7 +1371,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     tp, ce = result["throughput"], result["ceiling"]
     lat_points, rec = result["latency"], result["recovery"]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.2))
+    peers = result.get("peers") or {}
+    fig, axes = plt.subplots(3 if peers else 2, 2, figsize=(12, 12.4 if peers else 8.2))
     ax = axes[0][0]
     names = [
         "worker, first balance\n→ all applied",
@@ -1218,10 +1460,57 @@ def chart(result: dict[str, Any], path: Path) -> None:
         f"table recovery: {net:,.0f} records/s net of start-up (target {TARGET_RECOVERY_PER_S:,})",
         fontsize=10,
     )
+    if peers:
+        _peer_panels(result, axes[2][0], axes[2][1])
     fig.suptitle(result["chart_title"], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _ours(tp: dict[str, Any]) -> tuple[float, float | None]:
+    """The worker's events/s (first events record → last output) and CPU µs/event: the median
+    over --rounds when there were several, else the one run."""
+    m = tp.get("median_of_rounds") or tp
+    return m["whole_events_per_s"], m.get("worker_cpu_us_per_event")
+
+
+def _peer_panels(result: dict[str, Any], ax_rate: Any, ax_cpu: Any) -> None:
+    peers = result["peers"]
+    rate, cpu = _ours(result["throughput"])
+    names = ["worker", *peers]
+    rates = [rate] + [peers[p]["whole_events_per_s"] for p in peers]
+    cpus = [cpu or 0.0] + [peers[p]["cpu_us_per_event"] for p in peers]
+    colors = ["C0", "C4", "C6", "C2", "C8"][: len(names)]
+    labels = [PEER_LABELS.get(n, n) for n in names]
+    equal = ["(reference)"] + [
+        "balances equal" if peers[p]["balances_equal_to_worker"] else "BALANCES DIFFER"
+        for p in peers
+    ]
+    bars = ax_rate.bar(labels, rates, color=colors)
+    ax_rate.bar_label(bars, labels=[f"{v:,.0f}\n{e}" for v, e in zip(rates, equal, strict=True)])
+    ax_rate.margins(y=0.25)
+    ax_rate.tick_params(axis="x", labelsize=7)
+    ax_rate.set_ylabel("events / s (first event → all applied)")
+    rounds = result["setup"].get("rounds", 1)
+    ax_rate.set_title(
+        f"worker vs peers, same {result['throughput']['raw']:,} raw records"
+        + (f" (median of {rounds} interleaved runs)" if rounds > 1 else " (one run each)"),
+        fontsize=10,
+    )
+    bars = ax_cpu.bar(labels, cpus, color=colors)
+    ax_cpu.bar_label(bars, labels=[f"{v:,.0f}" for v in cpus])
+    ax_cpu.margins(y=0.2)
+    ax_cpu.tick_params(axis="x", labelsize=7)
+    ax_cpu.set_ylabel("process CPU µs / event (/proc, all threads)")
+    goals = result["verdict"].get("peers", {}).get("goals", {})
+    r = goals.get("events_per_s_vs_quix", {}).get("ratio")
+    c = goals.get("cpu_per_event_vs_quix", {}).get("ratio")
+    ax_cpu.set_title(
+        "CPU per event"
+        + (f"; worker/Quix: {r:.2f}x events/s, {c:.2f}x CPU/event" if r and c else ""),
+        fontsize=10,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1240,6 +1529,15 @@ def _source_state() -> dict[str, Any]:
 
     changed = git("status", "--porcelain", "--", "connector")
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_connector": changed.splitlines()}
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
 
 def _other_workers() -> int:
@@ -1283,6 +1581,43 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             "latency_p99_ms": TARGET_P99_MS,
             "recovery_records_per_s": TARGET_RECOVERY_PER_S,
         },
+        "peers": peer_verdict(result),
+    }
+
+
+def peer_verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """Issue 15's goals as ratios: worker events/s >= Quix's, worker CPU/event <= Quix's."""
+    peers = result.get("peers") or {}
+    if not peers:
+        return {}
+    rate, cpu = _ours(result["throughput"])
+    rows = {}
+    for name, p in peers.items():
+        rows[name] = {
+            "events_per_s": p["whole_events_per_s"],
+            "cpu_us_per_event": p["cpu_us_per_event"],
+            "worker_over_peer_events_per_s": round(rate / p["whole_events_per_s"], 3)
+            if p["whole_events_per_s"]
+            else None,
+            "worker_over_peer_cpu_per_event": round(cpu / p["cpu_us_per_event"], 3)
+            if cpu and p["cpu_us_per_event"]
+            else None,
+            "balances_equal_to_worker": p["balances_equal_to_worker"],
+            "complete": p["complete"],
+        }
+    quix = rows.get("quix", {})
+    r, c = quix.get("worker_over_peer_events_per_s"), quix.get("worker_over_peer_cpu_per_event")
+    goals = {
+        "events_per_s_vs_quix": {"ratio": r, "target": ">= 1.0", "met": r is not None and r >= 1},
+        "cpu_per_event_vs_quix": {"ratio": c, "target": "<= 1.0", "met": c is not None and c <= 1},
+    }
+    return {
+        "worker_events_per_s": rate,
+        "worker_cpu_us_per_event": cpu,
+        "by_peer": rows,
+        "goals": goals,
+        "all_met": all(g["met"] for g in goals.values()),
+        "all_peers_balances_equal": all(p["balances_equal_to_worker"] for p in rows.values()),
     }
 
 
@@ -1331,6 +1666,15 @@ def main(argv: list[str] | None = None) -> int:
         help="A/B: run the worker with create_app from this modified copy of "
         "connector/streams/app.py",
     )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"worker peers to run beside ours, comma-separated subset of {', '.join(PEERS)}, "
+        "or 'none'",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved runs of the worker and each peer (1 quick, 3 full)"
+    )
     parser.add_argument("--out", default=str(RESULTS / "pipeline.json"))
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args(argv)
@@ -1343,6 +1687,13 @@ def main(argv: list[str] | None = None) -> int:
     n = args.records or (8_000 if args.quick else 40_000)
     members = args.members or (1_000 if args.quick else 2_000)
     duration = args.duration or (8.0 if args.quick else 20.0)
+    rounds = args.rounds or (1 if args.quick else 3)
+    peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; valid: {', '.join(PEERS)}, none")
+    if any(p.startswith("quix") for p in peers) and _version("quixstreams") is None:
+        parser.error("the quix peers need Quix Streams: pip install -e '.[bench]'")
     warmup = 1.0
     # aiokafka logs each NotLeaderForPartition retry right after topic creation; they are harmless
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -1357,16 +1708,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from connector.embedded import kafka as embedded_kafka
 
-        broker_obj = embedded_kafka.KafkaBroker()
-        original = broker_obj._write_config
-
-        def write_config() -> Path:
-            # The test broker fsyncs every message; production Kafka leaves that to the OS.
-            props = original()
-            props.write_text(props.read_text().replace("log.flush.interval.messages=1\n", ""))
-            return props
-
-        broker_obj._write_config = write_config  # type: ignore[method-assign]
+        # The test broker fsyncs every message; production Kafka leaves that to the OS.
+        broker_obj = embedded_kafka.KafkaBroker(properties=embedded_kafka.PRODUCTION_FLUSH)
         print("starting Apache Kafka ...", flush=True)
         broker_obj.start()
         broker = broker_obj.bootstrap
@@ -1388,6 +1731,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
         ensure(broker, f"{prefix}f")  # the Faust floor's own topics
         asyncio.run(_produce_raw(broker, f"{prefix}f.webhooks.raw", records))
+        # Extra rounds of the worker (--rounds) each need a raw topic of their own; the peers
+        # all read <prefix>.webhooks.raw with consumer groups of their own.
+        worker_prefixes = [f"{prefix}w{i}" for i in range(rounds - 1)] + [prefix]
+        for extra_prefix in worker_prefixes[:-1]:
+            ensure(broker, extra_prefix)
+            asyncio.run(_produce_raw(broker, f"{extra_prefix}.webhooks.raw", records))
         del records
 
         runs = [
@@ -1406,8 +1755,74 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         floor = measure_floor(broker, f"{prefix}f", f"{app_id}-floor", n, work, kafka_pid)
-        worker, throughput = measure_throughput(
-            broker, prefix, app_id, n, work, kafka_pid, timeout=900
+        # Rounds: each peer, then the worker; the last round's worker stays up for latency.
+        peer_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+        peer_balances: dict[str, list[dict[str, tuple[str, ...]]]] = {p: [] for p in peers}
+        worker_runs: list[dict[str, Any]] = []
+        worker_balances: list[dict[str, tuple[str, ...]]] = []
+        for i, worker_prefix in enumerate(worker_prefixes):
+            for peer in peers:
+                peer_prefix = f"{prefix}{PEERS[peer][2]}{i}"
+                row = measure_peer(
+                    peer, broker, f"{prefix}.webhooks.raw", peer_prefix, n, work, kafka_pid, 900
+                )
+                peer_runs[peer].append(row)
+                peer_balances[peer].append(
+                    asyncio.run(_final_balances(broker, f"{peer_prefix}.balances"))
+                )
+            last = worker_prefix == prefix
+            worker, row = measure_throughput(
+                broker,
+                worker_prefix,
+                app_id if last else f"{app_id}-w{i}",
+                n,
+                work,
+                kafka_pid,
+                timeout=900,
+                name="worker-1" if last else f"worker-round-{i}",
+            )
+            # before the latency phase adds members to <prefix>.balances
+            worker_balances.append(
+                asyncio.run(_final_balances(broker, f"{worker_prefix}.balances"))
+            )
+            if not last:
+                worker.stop()
+                row.pop("progress", None)
+            worker_runs.append(row)
+        throughput = worker_runs[-1]
+        if len(worker_runs) > 1:
+            median = _median_run(worker_runs)
+            throughput["median_of_rounds"] = {
+                k: median[k]
+                for k in (
+                    "whole_events_per_s",
+                    "events_per_s",
+                    "worker_cpu_us_per_event",
+                    "runs_whole_events_per_s",
+                    "runs_cpu_us_per_event",
+                )
+                if k in median
+            }
+        reference = worker_balances[-1]
+        peer_results: dict[str, Any] = {}
+        for peer in peers:
+            chosen = _median_run(peer_runs[peer])
+            checks = [compare_balances(reference, b) for b in peer_balances[peer]]
+            chosen["balances_equal_to_worker"] = all(c["equal"] for c in checks)
+            chosen["applied_equal_to_worker"] = all(
+                r["applied"] == throughput["applied"] for r in peer_runs[peer]
+            )
+            chosen["balances_check"] = checks[-1]
+            chosen["rounds"] = len(peer_runs[peer])
+            peer_results[peer] = chosen
+            print(
+                f"peer {peer}: median {chosen['whole_events_per_s']:.0f} events/s, "
+                f"{chosen['cpu_us_per_event']:.0f} CPU µs/event; balances equal to the "
+                f"worker's: {chosen['balances_equal_to_worker']}",
+                flush=True,
+            )
+        worker_rounds_equal = all(
+            compare_balances(reference, b)["equal"] for b in worker_balances[:-1]
         )
         latency = [
             measure_latency(broker, prefix, worker, rate, duration, warmup, f"{run}r{i}", work)
@@ -1436,6 +1851,22 @@ def main(argv: list[str] | None = None) -> int:
                 "worker": "one `python -m connector worker`, at_least_once, rocksdb, "
                 "CONNECTOR_LOG_LEVEL=WARNING",
                 "worker_app": WORKER_APP or "connector/streams/app.py",
+                "rounds": rounds,
+                "peers": {
+                    "quix": f"Quix Streams {_version('quixstreams')}, RocksDB state, "
+                    "at-least-once, default commit interval (5 s), changelog on",
+                    "quix_eos": "the same, processing_guarantee=exactly-once",
+                    "plain": "aiokafka + rocksdict in one asyncio process, batches of 500, "
+                    "outputs then changelog acked before the RocksDB write and the commit",
+                    "work": "all run connector.streams.normalize.normalize and "
+                    "connector.streams.ledger.LedgerStep (connector.domain.ledger) with the "
+                    "members-table format of connector/streams/state_format.py",
+                    "timing": "first events record → last ledger/balances/tiers record "
+                    "(Kafka timestamps); CPU: the process's /proc utime+stime from its first "
+                    "raw record to all applied",
+                }
+                if peers
+                else {},
                 "source": _source_state(),
                 "quick": args.quick,
                 "load_before": [round(x, 2) for x in load_before],
@@ -1444,6 +1875,8 @@ def main(argv: list[str] | None = None) -> int:
                 "quiet_wait": quiet,
             },
             "throughput": throughput,
+            "peers": peer_results,
+            "worker_rounds_balances_equal": worker_rounds_equal,
             "ceiling": ceiling,
             "faust_floor": floor,
             "latency": latency,
@@ -1478,6 +1911,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{v['recovery_records_per_s']:.0f} records/s net of start-up "
         f"({'meets' if v['meets_recovery'] else 'misses'} {TARGET_RECOVERY_PER_S:,})"
     )
+    for name, goal in (v.get("peers") or {}).get("goals", {}).items():
+        print(f"issue 15 goal {name}: {goal}")
     return 0
 
 
