@@ -62,7 +62,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,170 +70,42 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from connector.embedded import free_port  # noqa: E402
-from connector.providers import PROVIDERS  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
-PROVIDER_ORDER = ("gameball", "open_loyalty", "voucherify", "wix")
-PARTITIONS = 8
-TARGET_SHARE_OF_CEILING = 0.50
-TARGET_P99_MS = 250.0
-TARGET_RECOVERY_PER_S = 50_000
-# The worker's peers (benchmarks/peers/): name -> (script, extra arguments, topic prefix tag)
-PEERS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "quix": ("quix_worker.py", (), "q"),
-    "quix_eos": ("quix_worker.py", ("--exactly-once",), "qe"),
-    "plain": ("plain_worker.py", (), "p"),
-}
-PEER_LABELS = {
-    "worker": "our Faust worker",
-    "quix": "Quix Streams\n(at-least-once)",
-    "quix_eos": "Quix Streams\n(exactly-once)",
-    "plain": "plain aiokafka\n+ rocksdict",
-}
-# MemberBalance fields that must end equal whatever the engine. Left out: times, the last event's
-# id and `events_applied`: a balances record is written when the balance changes, so the last
-# one's count and id depend on the order a member's events arrived in (its raw records sit on
-# several partitions), not on the work done; the applied totals are compared separately.
-BALANCE_FIELDS = (
-    "balance",
-    "computed_balance",
-    "reported_balance",
-    "pending_points",
-    "lifetime_earned",
-    "lifetime_redeemed",
-    "lifetime_expired",
-    "lifetime_adjusted",
-    "drift",
-    "tier",
+from benchmarks.pipeline_kafka import (  # noqa: E402
+    _ceiling,
+    _final_balances,
+    _offsets,
+    _produce_raw,
+    _restore_ceiling,
+    _send,
+    _time_span,
+    _watch,
+    compare_balances,
+    ensure,
+    latency_deliveries,
 )
-BASE_TIME = datetime(2025, 3, 1, tzinfo=UTC)
-NS = uuid.UUID("6f1c1f3e-3b7e-4f0e-9a55-0c0ffee0b3c4")
+from benchmarks.pipeline_records import (  # noqa: E402
+    PARTITIONS,
+    PEERS,
+    RESULTS,
+    TARGET_P99_MS,
+    TARGET_RECOVERY_PER_S,
+    TARGET_SHARE_OF_CEILING,
+    bench_secrets,
+    bridge_secret_env,
+    make_raw_records,
+)
+from benchmarks.pipeline_report import (  # noqa: E402
+    _by_second,
+    _count,
+    _pct,
+    _quantiles,
+    chart,
+    verdict,
+)
+from connector.embedded import free_port  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # webhook bodies (shapes of tests/fixtures/<provider>, via the integration harness's templates)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _uid(*parts: object) -> str:
-    return str(uuid.uuid5(NS, ":".join(str(p) for p in parts)))
-
-
-def payload(provider: str, run: str, member: int, seq: int, wix_site: str) -> dict[str, Any]:
-    """The seq-th webhook (0-based) of one member: valid, distinct, newer than the previous.
-
-    Amounts depend on member and seq; snapshots (Gameball, Wix) grow and carry a newer time or
-    revision, so each derives a movement; deltas (Open Loyalty, Voucherify) carry fresh
-    movement ids, so none is deduplicated away.
-    """
-    from tests.integration import harness as h
-
-    at = _iso(BASE_TIME + timedelta(minutes=seq, seconds=member % 60))
-    step = 5 + (member * 7 + seq * 3) % 50
-    total = sum(5 + (member * 7 + k * 3) % 50 for k in range(seq + 1))
-    if provider == "gameball":
-        return h.gb_profile(
-            f"gb-{run}-{member}",
-            at,
-            activated=total,
-            pending=seq % 3,
-            tier="gold" if seq >= 5 else "basic",
-            tier_order=2 if seq >= 5 else 1,
-        )
-    if provider == "open_loyalty":
-        customer = _uid("ol", run, member)
-        transfer = _uid("olt", run, member, seq)
-        if seq % 2 == 0:
-            return h.ol_points_transfer(customer, transfer, step, at)
-        return h.ol_points_changed(customer, transfer, step, "add", total, at)
-    if provider == "voucherify":
-        customer = f"cust_{run}{member}"
-        event_id, tx = f"evvou_{run}{member}x{seq}", f"vtx_{run}{member}x{seq}"
-        make = h.vf_transaction_created if seq % 2 == 0 else h.vf_points_added
-        return make(customer, event_id, tx, "POINTS_ADDITION", step, total, at)
-    if provider == "wix":
-        kind = "account_points_updated" if seq % 2 == 0 else "account_updated"
-        return h.wix_account(
-            f"wix.loyalty.v1.{kind}",
-            wix_site,
-            _uid("wix", run, member),
-            _uid("wixe", run, member, seq),
-            at,
-            revision=seq + 1,
-            balance=total,
-            earned=total,
-        )
-    raise ValueError(provider)
-
-
-def signed(
-    provider: str, body: dict[str, Any], secrets: dict[str, dict[str, str]]
-) -> tuple[bytes, dict[str, str]]:
-    """Exact bytes and HTTP headers as the provider would send them (Wix: an RS256 JWT)."""
-    return PROVIDERS[provider].sign(json.dumps(body).encode(), secrets[provider])
-
-
-def kafka_record(
-    provider: str, body: bytes, http_headers: dict[str, str]
-) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """(key, headers) of the raw record the bridge would write for this delivery."""
-    request_id = uuid.uuid4().hex
-    p = PROVIDERS[provider]
-    lower = {k.lower(): v for k, v in http_headers.items()}
-    key = p.delivery_id(body, lower) or request_id
-    from connector import raw
-
-    headers = raw.raw_headers(
-        provider=provider,
-        tenant=None,
-        received_ms=int(time.time() * 1000),
-        request_id=request_id,
-        content_type=lower.get("content-type", ""),
-        verified=True,
-        kept=[(n, lower[n.lower()]) for n in p.kept_headers if n.lower() in lower],
-    )
-    return key.encode(), headers
-
-
-def bench_secrets(work: Path) -> dict[str, dict[str, str]]:
-    """The test secrets (one Wix key pair per run), shared with children through a file."""
-    path = work / "secrets.json"
-    if path.exists():
-        data: dict[str, dict[str, str]] = json.loads(path.read_text())
-        return data
-    from tests.support import test_secrets
-
-    secrets = test_secrets()
-    path.write_text(json.dumps(secrets))
-    return secrets
-
-
-def bridge_secret_env() -> dict[str, str]:
-    """The bridge's CONNECTOR_* secrets: the test suite's, the ones `bench_secrets` signs with."""
-    from tests.support import test_env
-
-    return test_env()
-
-
-def balance_key_of(provider: str, body: bytes, headers: dict[str, str]) -> str:
-    """The balances-topic key of a delivery's first event: its account key (a Voucherify
-    member's balance is kept per loyalty card: `voucherify:default/camp_loyalty:cust_…`)."""
-    from connector.providers import DecodeContext
-
-    lower = {k.lower(): v for k, v in headers.items()}
-    return PROVIDERS[provider].decode(body, lower, DecodeContext())[0].account_key
-
-
-def member_key_of(provider: str, body: bytes, headers: dict[str, str]) -> list[str]:
-    """Member keys of the events a delivery decodes to (checks the body is valid, too)."""
-    from connector.providers import DecodeContext
-
-    lower = {k.lower(): v for k, v in headers.items()}
-    events = PROVIDERS[provider].decode(body, lower, DecodeContext())
-    return [e.member_key for e in events]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,396 +279,24 @@ def worker_metrics(url: str) -> dict[str, float] | None:
 # Kafka helpers (run in the orchestrator)
 
 
-async def _produce_raw(
-    broker: str, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
-) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=broker, acks="all", linger_ms=5, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
-        for i in range(0, len(records), 2000):
-            futs = [
-                await producer.send(topic, key=k, value=v, headers=h)
-                for k, v, h in records[i : i + 2000]
-            ]
-            await asyncio.gather(*futs)
-    finally:
-        await producer.stop()
-
-
-async def _partitions(broker: str, topics: list[str]) -> dict[str, list[int]]:
-    """Partition ids of each existing topic (missing topics are left out)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [t for t in topics if t in existing]
-        described = await admin.describe_topics(wanted) if wanted else []
-        return {
-            d["topic"]: sorted(p["partition"] for p in d["partitions"])
-            for d in described
-            if not d.get("error_code") and all(p.get("leader", 0) >= 0 for p in d["partitions"])
-        }
-    finally:
-        await admin.close()
-
-
-async def _offsets(broker: str, topics: list[str]) -> dict[str, tuple[int, int]]:
-    """(sum of beginning offsets, sum of end offsets) per topic (missing topic: (0, 0))."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    known = await _partitions(broker, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        out: dict[str, tuple[int, int]] = {}
-        for topic in topics:
-            if topic not in known:
-                out[topic] = (0, 0)
-                continue
-            tps = [TopicPartition(topic, p) for p in known[topic]]
-            begin = await consumer.beginning_offsets(tps)
-            end = await consumer.end_offsets(tps)
-            out[topic] = (sum(begin.values()), sum(end.values()))
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def _time_span(broker: str, topics: list[str]) -> tuple[float, float]:
-    """(earliest first-record timestamp, latest last-record timestamp) over topics, epoch s.
-
-    The last record is looked for among a partition's last few offsets: written in Kafka
-    transactions (exactly once) a partition ends with commit markers, not records.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    known = await _partitions(broker, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
-    await consumer.start()
-    first, last = float("inf"), float("-inf")
-    try:
-        for topic in topics:
-            for p in known.get(topic, []):
-                tp = TopicPartition(topic, p)
-                b = (await consumer.beginning_offsets([tp]))[tp]
-                e = (await consumer.end_offsets([tp]))[tp]
-                if e <= b:
-                    continue
-                consumer.assign([tp])
-                consumer.seek(tp, b)
-                got = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
-                for msg in got.get(tp, []):
-                    first = min(first, msg.timestamp / 1000)
-                consumer.seek(tp, max(b, e - 20))
-                for msg in await _read_to(consumer, tp, e):
-                    last = max(last, msg.timestamp / 1000)
-        return first, last
-    finally:
-        await consumer.stop()
-
-
-async def _read_to(consumer: Any, tp: Any, end: int) -> list[Any]:
-    """The records from the consumer's position in `tp` up to offset `end` (markers skipped)."""
-    out: list[Any] = []
-    idle = 0
-    while await consumer.position(tp) < end and idle < 3:
-        got = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-        msgs = got.get(tp, [])
-        idle = 0 if msgs else idle + 1
-        out.extend(msgs)
-    return out
-
-
-def ensure(broker: str, prefix: str) -> None:
-    from connector.kafka_admin import ensure_topics
-    from connector.settings import Settings
-
-    settings = Settings.from_env(
-        {
-            "CONNECTOR_BROKER_URL": broker,
-            "CONNECTOR_TOPIC_PREFIX": prefix,
-            "CONNECTOR_PARTITIONS": str(PARTITIONS),
-        }
-    )
-    asyncio.run(ensure_topics(settings))
-    names = list(settings.topics.all().values())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # leaders elected: no NotLeader retries on first produce
-        if len(asyncio.run(_partitions(broker, names))) == len(names):
-            break
-        time.sleep(0.2)
-    t = settings.topics
-    outputs = [t.events, t.ledger, t.balances, t.tiers, t.dlq]
-    asyncio.run(_log_append_time(broker, outputs, set(t.compacted())))
-
-
-async def _log_append_time(broker: str, topics: list[str], compacted: set[str]) -> None:
-    """The broker stamps the outputs' record times (LogAppendTime): the throughput windows are
-    read from them, and engines set CreateTime differently (Quix Streams copies the input
-    record's time to its outputs, aiokafka stamps the send). AlterConfigs replaces a topic's
-    whole config, so the compaction ensure_topics set is given again."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        resources = []
-        for name in topics:
-            config = {"message.timestamp.type": "LogAppendTime"}
-            if name in compacted:
-                config["cleanup.policy"] = "compact"
-            resources.append(ConfigResource(ConfigResourceType.TOPIC, name, config))
-        await admin.alter_configs(resources)
-    finally:
-        await admin.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # child: the Python ceiling (consume → normalize → produce, one process, no framework)
-
-
-async def _ceiling(broker: str, src: str, dst: str) -> dict[str, Any]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-    from connector.avro import default_codec
-    from connector.streams.normalize import RawRecord, normalize
-
-    codec = default_codec()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=0)
-    parts = (await _partitions(broker, [src]))[src]
-    await consumer.start()
-    await producer.start()
-    try:
-        tps = [TopicPartition(src, p) for p in parts]
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        total = sum(end.values())
-        raw = events = dead = 0
-        t0: float | None = None
-        cpu0 = time.process_time()
-        while raw < total:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            if t0 is None and batch:
-                t0, cpu0 = time.time(), time.process_time()
-            futs = []
-            for msgs in batch.values():
-                for m in msgs:
-                    raw += 1
-                    rec = RawRecord(
-                        m.key, m.value, list(m.headers or ()), m.topic, m.partition, m.offset
-                    )
-                    result = normalize(rec, codec)
-                    dead += result.dead_letter is not None
-                    for ev, value in result.events:
-                        events += 1
-                        futs.append(
-                            await producer.send(dst, key=ev.member_key.encode(), value=value)
-                        )
-            await asyncio.gather(*futs)  # acked (acks=all) before the next batch, like the worker
-        t1 = time.time()
-        cpu = time.process_time() - cpu0
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    secs = t1 - (t0 or t1)
-    return {
-        "raw": raw,
-        "events": events,
-        "dead_letters": dead,
-        "seconds": round(secs, 3),
-        "events_per_s": round(events / secs, 1) if secs else 0.0,
-        "raw_per_s": round(raw / secs, 1) if secs else 0.0,
-        "cpu_s": round(cpu, 2),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
 # child: the open-loop sender (latency phase)
 
 
-def latency_deliveries(
-    rate: float, duration: float, run: str, work: Path
-) -> list[tuple[str, bytes, dict[str, str], str]]:
-    """One signed delivery per fresh member, providers in turn: (provider, body, headers, key of
-    its balance record)."""
-    secrets = bench_secrets(work)
-    wix_site = _uid("site", run)
-    out = []
-    for i in range(int(rate * duration)):
-        provider = PROVIDER_ORDER[i % len(PROVIDER_ORDER)]
-        body, headers = signed(provider, payload(provider, run, i, 0, wix_site), secrets)
-        # matched by the key its balance record has (the account key), reported by member key
-        out.append((provider, body, headers, balance_key_of(provider, body, headers)))
-    return out
-
-
-async def _send(
-    url: str, rate: float, deliveries: list[tuple[str, bytes, dict[str, str], str]]
-) -> tuple[list[list[Any]], float]:
-    import aiohttp
-
-    n = len(deliveries)
-    rows: list[list[Any]] = [[] for _ in range(n)]
-    connector = aiohttp.TCPConnector(limit=2000, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        # A warm connection pool, so connection set-up is not in the first second's latency.
-        await asyncio.gather(*(http.get(url + "/healthz") for _ in range(32)))
-
-        async def one(i: int, scheduled: float) -> None:
-            provider, body, headers, key = deliveries[i]
-            sent = time.time()
-            try:
-                async with http.post(f"{url}/webhooks/{provider}", data=body, headers=headers) as r:
-                    await r.read()
-                    status = r.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = type(exc).__name__
-            rows[i] = [key, status, scheduled, sent, time.time()]
-
-        tasks = []
-        start = time.time() + 0.2
-        for i in range(n):
-            scheduled = start + i / rate
-            delay = scheduled - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(i, scheduled)))  # open loop: never waits
-        await asyncio.gather(*tasks)
-    return rows, start
-
-
 # ---------------------------------------------------------------------------------------------
 # child: the balances watcher (latency phase)
-
-
-async def _watch(broker: str, topic: str) -> dict[str, list[float]]:
-    """Until SIGTERM: when each key's first record arrived, and its Kafka timestamp."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, enable_auto_commit=False, fetch_max_wait_ms=50
-    )
-    parts = (await _partitions(broker, [topic]))[topic]
-    await consumer.start()
-    seen: dict[str, list[float]] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)  # resolve the end now, before anything is sent
-        print("READY", flush=True)
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for msgs in batch.values():
-                for m in msgs:
-                    key = (m.key or b"").decode()
-                    if key not in seen:
-                        seen[key] = [now, m.timestamp / 1000]
-    finally:
-        await consumer.stop()
-    return seen
 
 
 # ---------------------------------------------------------------------------------------------
 # child: the restore ceiling (changelog → RocksDB with plain aiokafka + rocksdict write batches)
 
 
-async def _restore_ceiling(broker: str, topic: str, db_dir: Path) -> dict[str, Any]:
-    """What Faust's table recovery does, minus Faust: read the changelog from its beginning to
-    its end offsets and write each partition's records into its own RocksDB (raw mode, write
-    batches), as `faust.stores.rocksdb.Store.apply_changelog_batch` does."""
-    import rocksdict
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    parts = (await _partitions(broker, [topic]))[topic]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 << 20,
-    )
-    t0, cpu0 = time.time(), time.process_time()
-    dbs = {}
-    for p in parts:
-        opts = rocksdict.Options(raw_mode=True)
-        opts.create_if_missing(True)
-        dbs[p] = rocksdict.Rdict(str(db_dir / f"p{p}"), options=opts)
-    await consumer.start()
-    records = 0
-    try:
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, begin[tp])
-        remaining = {tp for tp in tps if end[tp] > begin[tp]}
-        while remaining:
-            got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-            for tp, msgs in got.items():
-                batch = rocksdict.WriteBatch(raw_mode=True)
-                for m in msgs:
-                    if m.value is None:
-                        batch.delete(m.key)
-                    else:
-                        batch.put(m.key, m.value)
-                dbs[tp.partition].write(batch)
-                records += len(msgs)
-                if msgs and msgs[-1].offset + 1 >= end[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-        for db in dbs.values():
-            db.close()
-    secs = time.time() - t0
-    return {
-        "records": records,
-        "seconds": round(secs, 3),
-        "records_per_s": round(records / secs, 1) if secs else 0.0,
-        "cpu_s": round(time.process_time() - cpu0, 2),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # phases (orchestrator)
-
-
-def make_raw_records(
-    n: int, members: int, run: str, secrets: dict[str, dict[str, str]]
-) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], dict[str, int]]:
-    wix_site = _uid("site", run)
-    records = []
-    per_provider = dict.fromkeys(PROVIDER_ORDER, 0)
-    checked = dict.fromkeys(PROVIDER_ORDER, 0)
-    for r in range(n):
-        member, seq = r % members, r // members
-        provider = PROVIDER_ORDER[member % len(PROVIDER_ORDER)]
-        body, headers = signed(provider, payload(provider, run, member, seq, wix_site), secrets)
-        if checked[provider] < 40:  # a sample of each provider must decode to events
-            checked[provider] += 1
-            if not member_key_of(provider, body, headers):
-                raise SystemExit(f"generated {provider} body decodes to no event: {body[:300]!r}")
-        key, kafka_headers = kafka_record(provider, body, headers)
-        records.append((key, body, kafka_headers))
-        per_provider[provider] += 1
-    return records, per_provider
 
 
 def run_child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -807,72 +307,6 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
         raise SystemExit(f"child {args[0]} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
-
-
-async def _final_balances(broker: str, topic: str) -> dict[str, tuple[str, ...]]:
-    """Last record per key of a balances topic, as the BALANCE_FIELDS values (tombstone: gone)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from connector.avro import default_codec
-    from connector.models import MemberBalance
-
-    codec = default_codec()
-    parts = (await _partitions(broker, [topic])).get(topic, [])
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    latest: dict[str, bytes | None] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in parts]
-        if tps:
-            consumer.assign(tps)
-            end = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
-            for tp in tps:  # one partition at a time: a key's records are all in one
-                for m in await _read_to(consumer, tp, end[tp]):
-                    latest[(m.key or b"").decode()] = m.value
-    finally:
-        await consumer.stop()
-    out = {}
-    for key, value in latest.items():
-        if value is not None:
-            balance = codec.decode(value, MemberBalance)
-            out[key] = tuple(str(getattr(balance, f)) for f in BALANCE_FIELDS)
-    return out
-
-
-def compare_balances(
-    ours: dict[str, tuple[str, ...]], theirs: dict[str, tuple[str, ...]]
-) -> dict[str, Any]:
-    """Whether a peer ended with the worker's balances, member by member (BALANCE_FIELDS)."""
-    missing = sorted(set(ours) - set(theirs))
-    extra = sorted(set(theirs) - set(ours))
-    differ = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
-    by_field: dict[str, int] = {}
-    for k in differ:
-        for f, a, b in zip(BALANCE_FIELDS, ours[k], theirs[k], strict=True):
-            if a != b:
-                by_field[f] = by_field.get(f, 0) + 1
-    examples = [
-        {
-            "member": k,
-            "worker": dict(zip(BALANCE_FIELDS, ours[k], strict=True)),
-            "peer": dict(zip(BALANCE_FIELDS, theirs[k], strict=True)),
-        }
-        for k in differ[:2]
-    ]
-    return {
-        "equal": not (missing or extra or differ) and bool(ours),
-        "members_worker": len(ours),
-        "members_peer": len(theirs),
-        "missing_in_peer": len(missing),
-        "extra_in_peer": len(extra),
-        "differing": len(differ),
-        "differing_by_field": by_field,
-        "fields": list(BALANCE_FIELDS),
-        "examples": examples + [{"missing": k} for k in missing[:2]],
-    }
 
 
 def measure_peer(
@@ -1203,40 +637,6 @@ def measure_latency(
     return res
 
 
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for x in items:
-        out[x] = out.get(x, 0) + 1
-    return out
-
-
-def _quantiles(xs: list[float], n: int) -> list[float]:
-    s = sorted(xs)
-    if not s:
-        return []
-    return [round(s[min(len(s) - 1, int(i / n * len(s)))] * 1000, 2) for i in range(n + 1)]
-
-
-def _by_second(points: list[tuple[float, float]], t0: float) -> list[list[float]]:
-    out: list[list[float]] = []
-    for at, value in points:
-        i = max(0, int(at - t0))
-        while len(out) <= i:
-            out.append([])
-        out[i].append(value)
-    return out
-
-
-def _pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 2)
-
-
-_RESTORE = re.compile(r"Restoring state from changelog topics|Done reading from changelog topics")
-
-
 def _log_times(log: Path) -> dict[str, float]:
     """Epoch times of Faust's recovery log lines (JSON log format)."""
     out: dict[str, float] = {}
@@ -1363,156 +763,6 @@ def _bulk_restore_line(log: Path) -> dict[str, Any] | None:
 # chart
 
 
-def chart(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tp, ce = result["throughput"], result["ceiling"]
-    lat_points, rec = result["latency"], result["recovery"]
-    peers = result.get("peers") or {}
-    fig, axes = plt.subplots(3 if peers else 2, 2, figsize=(12, 12.4 if peers else 8.2))
-    ax = axes[0][0]
-    names = [
-        "worker, first balance\n→ all applied",
-        "worker, first event\n→ all applied",
-        "Python ceiling\n(1 hop, no framework)",
-    ]
-    vals = [tp["events_per_s"], tp["whole_events_per_s"], ce["events_per_s"]]
-    colors = ["C0", "C9", "C2"]
-    floor = result.get("faust_floor")
-    if floor:
-        names.append("Faust floor\n(same app, no work)")
-        vals.append(floor["events_per_s"])
-        colors.append("C7")
-    bars = ax.bar(names, vals, color=colors)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
-    ax.axhline(
-        ce["events_per_s"] * TARGET_SHARE_OF_CEILING,
-        color="grey",
-        ls=":",
-        label=f"target: {TARGET_SHARE_OF_CEILING:.0%} of ceiling",
-    )
-    ax.set_ylabel("events / s (one process)")
-    ax.set_title(f"throughput, {tp['raw']:,} raw webhooks, 4 providers", fontsize=10)
-    ax.legend(fontsize=8)
-
-    ax = axes[0][1]
-    prog = [p for p in tp["progress"] if p[0] >= -2]
-    ax.plot([p[0] for p in prog], [p[1] for p in prog], label="raw normalized")
-    ax.plot([p[0] for p in prog], [p[2] for p in prog], label="events produced")
-    ax.plot([p[0] for p in prog], [p[3] for p in prog], label="events applied")
-    ax.axvline(0, color="grey", ls=":", lw=0.8)
-    ax.set_xlabel("seconds since the first balance record")
-    ax.set_ylabel("count (worker /metrics)")
-    ax.set_title("worker progress", fontsize=10)
-    ax.legend(fontsize=8)
-
-    ax = axes[1][0]
-    for i, point in enumerate(lat_points):
-        xs = point["latency_cdf_ms"]
-        if not xs:
-            continue
-        label = (
-            f"{point['rate_per_s']:.0f}/s: p50 {point['p50_ms']:,.0f} ms, "
-            f"p99 {point['p99_ms']:,.0f} ms"
-        )
-        ax.plot(xs, [(k + 1) / len(xs) for k in range(len(xs))], color=f"C{i}", label=label)
-    ax.set_xscale("log")
-    ax.axvline(TARGET_P99_MS, color="grey", ls=":", label=f"target p99 {TARGET_P99_MS:.0f} ms")
-    ax.axhline(0.99, color="grey", ls="--", lw=0.6)
-    ax.set_xlabel("200 received → balance seen (ms)")
-    ax.set_ylabel("fraction of webhooks")
-    ax.set_title("latency through bridge + worker (open loop, fresh member each)", fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
-
-    ax = axes[1][1]
-    rc = rec.get("restore_ceiling") or {}
-    net = rec.get("records_per_s_net_of_empty_start", rec["records_per_s"])
-    restore_s = rec.get("bulk_restore_s")
-    names = [
-        "worker start → ready,\nempty changelog",
-        f"worker start → ready,\n{rec['changelog_records']:,} records",
-        "bulk restore\n(worker's log)",
-        "restore ceiling\n(aiokafka → rocksdict)",
-    ]
-    vals = [
-        rec["empty_changelog_start_to_ready_s"],
-        rec["start_to_ready_s"],
-        restore_s or 0.0,
-        rc.get("seconds", 0),
-    ]
-    bars = ax.bar(names, vals, color=["C7", "C0", "C1", "C2"])
-    labels = [
-        f"{vals[0]:.1f} s",
-        f"{vals[1]:.1f} s\n{net:,.0f} rec/s net",
-        f"{vals[2]:.2f} s\n{rec.get('records_per_s_bulk_restore_window') or 0:,.0f} rec/s",
-        f"{vals[3]:.2f} s\n{rc.get('records_per_s', 0):,.0f} rec/s",
-    ]
-    ax.bar_label(bars, labels=labels, fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_ylabel("seconds")
-    ax.margins(y=0.2)
-    ax.set_title(
-        f"table recovery: {net:,.0f} records/s net of start-up (target {TARGET_RECOVERY_PER_S:,})",
-        fontsize=10,
-    )
-    if peers:
-        _peer_panels(result, axes[2][0], axes[2][1])
-    fig.suptitle(result["chart_title"], fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _ours(tp: dict[str, Any]) -> tuple[float, float | None]:
-    """The worker's events/s (first events record → last output) and CPU µs/event: the median
-    over --rounds when there were several, else the one run."""
-    m = tp.get("median_of_rounds") or tp
-    return m["whole_events_per_s"], m.get("worker_cpu_us_per_event")
-
-
-def _peer_panels(result: dict[str, Any], ax_rate: Any, ax_cpu: Any) -> None:
-    peers = result["peers"]
-    rate, cpu = _ours(result["throughput"])
-    names = ["worker", *peers]
-    rates = [rate] + [peers[p]["whole_events_per_s"] for p in peers]
-    cpus = [cpu or 0.0] + [peers[p]["cpu_us_per_event"] for p in peers]
-    colors = ["C0", "C4", "C6", "C2", "C8"][: len(names)]
-    labels = [PEER_LABELS.get(n, n) for n in names]
-    equal = ["(reference)"] + [
-        "balances equal" if peers[p]["balances_equal_to_worker"] else "BALANCES DIFFER"
-        for p in peers
-    ]
-    bars = ax_rate.bar(labels, rates, color=colors)
-    ax_rate.bar_label(bars, labels=[f"{v:,.0f}\n{e}" for v, e in zip(rates, equal, strict=True)])
-    ax_rate.margins(y=0.25)
-    ax_rate.tick_params(axis="x", labelsize=7)
-    ax_rate.set_ylabel("events / s (first event → all applied)")
-    rounds = result["setup"].get("rounds", 1)
-    ax_rate.set_title(
-        f"worker vs peers, same {result['throughput']['raw']:,} raw records"
-        + (f" (median of {rounds} interleaved runs)" if rounds > 1 else " (one run each)"),
-        fontsize=10,
-    )
-    bars = ax_cpu.bar(labels, cpus, color=colors)
-    ax_cpu.bar_label(bars, labels=[f"{v:,.0f}" for v in cpus])
-    ax_cpu.margins(y=0.2)
-    ax_cpu.tick_params(axis="x", labelsize=7)
-    ax_cpu.set_ylabel("process CPU µs / event (/proc, all threads)")
-    goals = result["verdict"].get("peers", {}).get("goals", {})
-    r = goals.get("events_per_s_vs_quix", {}).get("ratio")
-    c = goals.get("cpu_per_event_vs_quix", {}).get("ratio")
-    ax_cpu.set_title(
-        "CPU per event"
-        + (f"; worker/Quix: {r:.2f}x events/s, {c:.2f}x CPU/event" if r and c else ""),
-        fontsize=10,
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # main
 
@@ -1555,70 +805,6 @@ def wait_quiet(max_wait: float, load_max: float = 1.5) -> dict[str, Any]:
         print(f"waiting for a quiet machine: load {load1:.2f}, {others} other workers", flush=True)
         time.sleep(30)
         waited += 30
-
-
-def verdict(result: dict[str, Any]) -> dict[str, Any]:
-    tp, ce = result["throughput"], result["ceiling"]
-    share = tp["events_per_s"] / ce["events_per_s"] if ce["events_per_s"] else 0.0
-    whole = tp["whole_events_per_s"] / ce["events_per_s"] if ce["events_per_s"] else 0.0
-    lat, rec = result["latency"][0], result["recovery"]
-    return {
-        "worker_share_of_ceiling": round(share, 3),
-        "faust_floor_share_of_ceiling": round(
-            result["faust_floor"]["events_per_s"] / ce["events_per_s"], 3
-        )
-        if result.get("faust_floor") and ce["events_per_s"]
-        else None,
-        "meets_throughput": share >= TARGET_SHARE_OF_CEILING,
-        "worker_share_of_ceiling_whole_run": round(whole, 3),
-        "meets_throughput_whole_run": whole >= TARGET_SHARE_OF_CEILING,
-        "latency_rate_per_s": lat["rate_per_s"],
-        "meets_latency_p99": lat["p99_ms"] <= TARGET_P99_MS and lat["balance_not_seen"] == 0,
-        "recovery_records_per_s": rec["records_per_s_net_of_empty_start"],
-        "meets_recovery": rec["records_per_s_net_of_empty_start"] >= TARGET_RECOVERY_PER_S,
-        "targets": {
-            "worker_share_of_ceiling": TARGET_SHARE_OF_CEILING,
-            "latency_p99_ms": TARGET_P99_MS,
-            "recovery_records_per_s": TARGET_RECOVERY_PER_S,
-        },
-        "peers": peer_verdict(result),
-    }
-
-
-def peer_verdict(result: dict[str, Any]) -> dict[str, Any]:
-    """Issue 15's goals as ratios: worker events/s >= Quix's, worker CPU/event <= Quix's."""
-    peers = result.get("peers") or {}
-    if not peers:
-        return {}
-    rate, cpu = _ours(result["throughput"])
-    rows = {}
-    for name, p in peers.items():
-        rows[name] = {
-            "events_per_s": p["whole_events_per_s"],
-            "cpu_us_per_event": p["cpu_us_per_event"],
-            "worker_over_peer_events_per_s": round(rate / p["whole_events_per_s"], 3)
-            if p["whole_events_per_s"]
-            else None,
-            "worker_over_peer_cpu_per_event": round(cpu / p["cpu_us_per_event"], 3)
-            if cpu and p["cpu_us_per_event"]
-            else None,
-            "balances_equal_to_worker": p["balances_equal_to_worker"],
-            "complete": p["complete"],
-        }
-    quix = rows.get("quix", {})
-    r, c = quix.get("worker_over_peer_events_per_s"), quix.get("worker_over_peer_cpu_per_event")
-    goals = {
-        "events_per_s_vs_quix": {"ratio": r, "target": ">= 1.0", "met": r is not None and r >= 1},
-        "cpu_per_event_vs_quix": {"ratio": c, "target": "<= 1.0", "met": c is not None and c <= 1},
-    }
-    return {
-        "worker_events_per_s": rate,
-        "worker_cpu_us_per_event": cpu,
-        "by_peer": rows,
-        "goals": goals,
-        "all_met": all(g["met"] for g in goals.values()),
-        "all_peers_balances_equal": all(p["balances_equal_to_worker"] for p in rows.values()),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,16 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.pipeline import (  # noqa: E402
-    PARTITIONS,
-    _other_workers,
-    _produce_raw,
-    _source_state,
-    bench_secrets,
-    ensure,
-    make_raw_records,
-    wait_quiet,
-)
+from benchmarks.pipeline import _other_workers, _source_state, wait_quiet  # noqa: E402
+from benchmarks.pipeline_kafka import _produce_raw, ensure  # noqa: E402
+from benchmarks.pipeline_records import PARTITIONS, bench_secrets, make_raw_records  # noqa: E402
 from connector.kit import brokers  # noqa: E402
 from connector.kit.processes import child_env  # noqa: E402
 from connector.shadow import group_offsets  # noqa: E402

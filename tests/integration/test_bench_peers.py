@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import pipeline  # the bench's records, topics and balance check
+from benchmarks import pipeline_kafka, pipeline_records  # the bench's records, topics, checks
 from benchmarks.peers import gobuild
 from connector import raw
 from connector.embedded import free_port
@@ -176,7 +176,9 @@ def _reference_balances(records: list[Any]) -> dict[str, tuple[str, ...]]:
                 table[record_key(k)] = stored
             latest.update({kb.decode(): v for t, kb, v in outputs if t == "balances"})
     return {
-        k: tuple(str(getattr(codec.decode(v, MemberBalance), f)) for f in pipeline.BALANCE_FIELDS)
+        k: tuple(
+            str(getattr(codec.decode(v, MemberBalance), f)) for f in pipeline_records.BALANCE_FIELDS
+        )
         for k, v in latest.items()
         if v is not None
     }
@@ -189,12 +191,12 @@ def raw_records(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     prefix = f"t{uuid.uuid4().hex[:10]}"
     n, members = 120, 24
     tmp = tmp_path_factory.mktemp("peers")
-    records, _ = pipeline.make_raw_records(
-        n, members, uuid.uuid4().hex[:6], pipeline.bench_secrets(tmp)
+    records, _ = pipeline_records.make_raw_records(
+        n, members, uuid.uuid4().hex[:6], pipeline_records.bench_secrets(tmp)
     )
-    pipeline.ensure(kafka.bootstrap, prefix)
+    pipeline_kafka.ensure(kafka.bootstrap, prefix)
     raw_topic = f"{prefix}.webhooks.raw"
-    asyncio.run(pipeline._produce_raw(kafka.bootstrap, raw_topic, records))
+    asyncio.run(pipeline_kafka._produce_raw(kafka.bootstrap, raw_topic, records))
     reference = _reference_balances(records)
     assert len(reference) == members
     return {"topic": raw_topic, "n": n, "reference": reference}
@@ -209,14 +211,16 @@ def test_worker_peer_ends_in_the_balances_of_the_ledger_rules(
     if script == "quix_worker.py" and importlib.util.find_spec("quixstreams") is None:
         pytest.fail("the Quix Streams peer needs the bench extra: pip install -e '.[bench]'")
     n = raw_records["n"]
-    pipeline.ensure(kafka.bootstrap, topic_prefix)
+    pipeline_kafka.ensure(kafka.bootstrap, topic_prefix)
     report = _run_peer(script, kafka.bootstrap, raw_records["topic"], topic_prefix, n, tmp_path)
     assert report["complete"] and report["raw"] == n
     assert report["applied"] == report["events"] >= n and report["dead_letters"] == 0
-    balances = asyncio.run(pipeline._final_balances(kafka.bootstrap, f"{topic_prefix}.balances"))
-    check = pipeline.compare_balances(raw_records["reference"], balances)
+    balances = asyncio.run(
+        pipeline_kafka._final_balances(kafka.bootstrap, f"{topic_prefix}.balances")
+    )
+    check = pipeline_kafka.compare_balances(raw_records["reference"], balances)
     assert check["equal"], check
     # and the check would catch a peer that did less: one member's last balance missing
     fewer = dict(balances)
     fewer.pop(next(iter(fewer)))
-    assert not pipeline.compare_balances(raw_records["reference"], fewer)["equal"]
+    assert not pipeline_kafka.compare_balances(raw_records["reference"], fewer)["equal"]

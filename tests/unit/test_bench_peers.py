@@ -42,17 +42,19 @@ def test_unknown_go_peer_lists_the_valid_ones() -> None:
 
 
 def test_balance_check_catches_a_peer_that_did_less() -> None:
-    from benchmarks import pipeline
+    from benchmarks import pipeline_kafka, pipeline_records
 
-    width = len(pipeline.BALANCE_FIELDS)
+    width = len(pipeline_records.BALANCE_FIELDS)
     ours = {"gameball:default:a": ("10.00",) * width, "wix:default:b": ("5.00",) * width}
-    assert pipeline.compare_balances(ours, dict(ours))["equal"]
+    assert pipeline_kafka.compare_balances(ours, dict(ours))["equal"]
 
-    missing = pipeline.compare_balances(ours, {"gameball:default:a": ours["gameball:default:a"]})
+    missing = pipeline_kafka.compare_balances(
+        ours, {"gameball:default:a": ours["gameball:default:a"]}
+    )
     assert not missing["equal"] and missing["missing_in_peer"] == 1
 
     short = dict(ours, **{"wix:default:b": ("4.00",) + ("5.00",) * (width - 1)})
-    differ = pipeline.compare_balances(ours, short)
+    differ = pipeline_kafka.compare_balances(ours, short)
     assert not differ["equal"] and differ["differing_by_field"] == {"balance": 1}
 
-    assert not pipeline.compare_balances({}, {})["equal"]  # nothing to compare is no pass
+    assert not pipeline_kafka.compare_balances({}, {})["equal"]  # nothing to compare is no pass
