@@ -58,11 +58,11 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 
 from connector.avro import AvroCodec
-from connector.domain.erasure import Erasure, Reason, erasure_reason, revives
+from connector.domain.erasure import Erasure, Reason, erasure, erasure_reason, revives
 from connector.domain.ledger import MemberState, Outcome, apply, with_account
 from connector.errors import BrokerError
 from connector.kafka_admin import ensure_topics
-from connector.models import DeadLetter, LoyaltyEvent, account_key, utc
+from connector.models import DeadLetter, LoyaltyEvent, utc
 from connector.raw import PROVIDER, ConsumedRecord, header_map
 from connector.registry import codec_for, register_schemas
 from connector.settings import Settings
@@ -368,22 +368,13 @@ class Ledger:
     ) -> list[tuple[str, bytes, bytes | None]]:
         """The worker's erasure (streams/ledger.py `LedgerStep.erase`): every account record
         deleted, its balances and tiers records tombstoned, the marker kept."""
-        mk = loyalty.member_key
-        default = self.states.get(mk)
-        keys = [mk] + ([account_key(mk, a) for a in default.accounts] if default else [])
-        if loyalty.account_key not in keys:
-            keys.append(loyalty.account_key)
+        keys, marker = erasure(loyalty, self.states.get(loyalty.member_key), reason, now)
         outputs: list[tuple[str, bytes, bytes | None]] = []
         for k in keys:
             self.states.pop(k, None)
             self.balances[k] = None
             outputs.append((self.tiers_topic, k.encode(), None))
-        self.erased[mk] = Erasure(
-            erased_at=now,
-            occurred_at=utc(loyalty.occurred_at),
-            reason=reason,
-            event_id=loyalty.event_id,
-        )
+        self.erased[loyalty.member_key] = marker
         self.result.erased_members += 1
         return outputs
 
@@ -667,11 +658,11 @@ async def _write_state(
         if len(pending) >= PENDING_MAX:
             await asyncio.gather(*pending)
             pending.clear()
-    for mk, erasure in ledger.erased.items():
+    for mk, marker in ledger.erased.items():
         partition = partition_for(mk, partitions, partitioner)
         pending.append(
             await producer.send(
-                shadow.changelog, dump_erasure(erasure), key=erasure_key(mk), partition=partition
+                shadow.changelog, dump_erasure(marker), key=erasure_key(mk), partition=partition
             )
         )
     await asyncio.gather(*pending)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from connector.models import EventType, LoyaltyEvent
+from connector.domain.ledger import MemberState
+from connector.models import EventType, LoyaltyEvent, account_key, utc
 
 ANONYMIZE_ATTRIBUTE = "anonymize_request"  # set by the Wix decoder (providers/wix.py)
 
@@ -69,4 +70,28 @@ def revives(erasure: Erasure, event: LoyaltyEvent) -> bool:
     return event.type is EventType.CUSTOMER_REGISTERED and event.occurred_at > erasure.occurred_at
 
 
-__all__ = ["ANONYMIZE_ATTRIBUTE", "FORGET_PREFIX", "Erasure", "Reason", "erasure_reason", "revives"]
+def erasure(
+    event: LoyaltyEvent, default: MemberState | None, reason: Reason, now: datetime
+) -> tuple[list[str], Erasure]:
+    """What erasing `event`'s member removes and keeps: the keys of every record of the member
+    (its default record, each account it lists, and the event's own account) and the marker.
+    `default`: the member's default record (None: not in the table)."""
+    mk = event.member_key
+    keys = [mk] + ([account_key(mk, a) for a in default.accounts] if default is not None else [])
+    if event.account_key not in keys:
+        keys.append(event.account_key)
+    marker = Erasure(
+        erased_at=now, occurred_at=utc(event.occurred_at), reason=reason, event_id=event.event_id
+    )
+    return keys, marker
+
+
+__all__ = [
+    "ANONYMIZE_ATTRIBUTE",
+    "FORGET_PREFIX",
+    "Erasure",
+    "Reason",
+    "erasure",
+    "erasure_reason",
+    "revives",
+]

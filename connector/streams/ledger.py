@@ -17,9 +17,9 @@ from typing import Any
 from faust.types import EventT, Message, TopicT
 
 from connector.avro import AvroCodec
-from connector.domain.erasure import Erasure, Reason, erasure_reason, revives
+from connector.domain.erasure import Erasure, Reason, erasure, erasure_reason, revives
 from connector.domain.ledger import MemberState, Outcome, apply, with_account
-from connector.models import POINTS_MAX, DeadLetter, LoyaltyEvent, account_key, to_dict, utc
+from connector.models import POINTS_MAX, DeadLetter, LoyaltyEvent, to_dict, utc
 from connector.raw import header_map
 from connector.streams.members import Cached, Members
 from connector.streams.messages import consumed_record
@@ -165,18 +165,7 @@ class LedgerStep:
         mk = loyalty.member_key
         if mk not in states:
             states[mk] = self.members.read(mk, event)
-        default = _state(states[mk])
-        keys = [mk]
-        if default is not None:
-            keys += [account_key(mk, a) for a in default.accounts]
-        if loyalty.account_key not in keys:
-            keys.append(loyalty.account_key)
-        marker = Erasure(
-            erased_at=now,
-            occurred_at=utc(loyalty.occurred_at),
-            reason=reason,
-            event_id=loyalty.event_id,
-        )
+        keys, marker = erasure(loyalty, _state(states[mk]), reason, now)
         ek = erasure_key(mk).decode()
         written: Written = [(k, None) for k in keys]
         written.append((ek, dump_erasure(marker) if serialize else None))

@@ -133,3 +133,18 @@ def test_settings_read_tokens_and_redactions(tmp_path: Path) -> None:
         Settings.from_env({"CONNECTOR_API_TOKENS_FILE": str(tokens)})
     with pytest.raises(ConfigError, match="anonymize_request"):
         Settings.from_env({"CONNECTOR_REDACT_ATTRIBUTES": "email,anonymize_request"})
+
+
+def test_erasure_removes_every_account_the_default_record_lists() -> None:
+    from dataclasses import replace
+
+    from connector.domain.erasure import erasure
+    from connector.domain.ledger import MemberState
+
+    deleted = replace(event(EventType.CUSTOMER_DELETED), account_id="camp_b")
+    default = replace(MemberState.new(event(EventType.POINTS_EARNED), T0), accounts=("camp_a",))
+    keys, marker = erasure(deleted, default, Reason.DELETED, T0 + timedelta(minutes=1))
+    assert keys == ["wix:site-1:c1", "wix:site-1/camp_a:c1", "wix:site-1/camp_b:c1"]
+    assert marker == Erasure(T0 + timedelta(minutes=1), T0, Reason.DELETED, "e1")
+    keys, _ = erasure(event(EventType.CUSTOMER_DELETED), None, Reason.DELETED, T0)
+    assert keys == ["wix:site-1:c1"]  # a member never seen: its marker alone keeps it erased
