@@ -48,7 +48,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -80,7 +80,8 @@ from connector.shadow import (
     ms,
 )
 from connector.streams.faust_compat import partitions_of
-from connector.streams.normalize import Normalized, dead_letter, normalize
+from connector.streams.ledger import record_dead_letter
+from connector.streams.normalize import Normalized, normalize
 from connector.streams.partitioner import CachedPartitioner
 from connector.streams.state_format import dump_erasure, dump_state, erasure_key, record_key
 
@@ -318,7 +319,7 @@ class Ledger:
         try:
             loyalty: LoyaltyEvent = codec.decode(record.value or b"", LoyaltyEvent)
         except Exception as exc:  # SchemaError, or a record no LoyaltyEvent can be built from
-            return [], _ledger_dead_letter(record, exc, datetime.now(UTC))
+            return [], record_dead_letter(record, exc, datetime.now(UTC))
         key, mk = loyalty.account_key, loyalty.member_key
         now = utc(datetime.now(UTC))
         outcome: Outcome | None = None
@@ -350,7 +351,7 @@ class Ledger:
             why = text
             if key not in text:  # fastavro's error names neither the member nor the event
                 why = f"member {key}, event {loyalty.event_id} ({loyalty.type.value}): {text}"
-            return [], _ledger_dead_letter(record, exc, now, why, loyalty)
+            return [], record_dead_letter(record, exc, now, why, loyalty)
         states[key] = outcome.state
         if index is not None:
             states[mk] = index
@@ -377,21 +378,6 @@ class Ledger:
         self.erased[loyalty.member_key] = marker
         self.result.erased_members += 1
         return outputs
-
-
-def _ledger_dead_letter(
-    record: ConsumedRecord,
-    exc: BaseException,
-    now: datetime,
-    why: str | None = None,
-    loyalty: LoyaltyEvent | None = None,
-) -> DeadLetter:
-    dl = dead_letter(record, "ledger", exc, header_map(record.headers), now)
-    if why is not None:
-        dl = replace(dl, error_message=why[:2000])
-    if loyalty is not None:  # events-topic records carry no provider/tenant headers
-        dl = replace(dl, provider=loyalty.provider.key, tenant=loyalty.tenant)
-    return dl
 
 
 # -- the rebuild -------------------------------------------------------------------------------

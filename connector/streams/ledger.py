@@ -20,7 +20,7 @@ from connector.avro import AvroCodec
 from connector.domain.erasure import Erasure, Reason, erasure, erasure_reason, revives
 from connector.domain.ledger import MemberState, Outcome, apply, with_account
 from connector.models import POINTS_MAX, DeadLetter, LoyaltyEvent, to_dict, utc
-from connector.raw import header_map
+from connector.raw import ConsumedRecord, header_map
 from connector.streams.members import Cached, Members
 from connector.streams.messages import consumed_record
 from connector.streams.metrics import WorkerMetrics
@@ -199,7 +199,17 @@ def ledger_dead_letter(
     loyalty: LoyaltyEvent | None = None,
 ) -> DeadLetter:
     """The DLQ record of an events-topic record the ledger could not apply."""
-    record = consumed_record(msg)
+    return record_dead_letter(consumed_record(msg), exc, now, why, loyalty)
+
+
+def record_dead_letter(
+    record: ConsumedRecord,
+    exc: BaseException,
+    now: datetime,
+    why: str | None = None,
+    loyalty: LoyaltyEvent | None = None,
+) -> DeadLetter:
+    """`ledger_dead_letter` of a record read without Faust (the rebuild)."""
     dl = dead_letter(record, "ledger", exc, header_map(record.headers), now)
     if why is not None:
         dl = replace(dl, error_message=why[:2000])
