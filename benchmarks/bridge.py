@@ -6,10 +6,13 @@
 These measurements, in one run, at each concurrency (closed loop: C connections, each sends the
 next request as soon as the previous answer arrives):
 
-* `bridge`         `loyalty-connector bridge` (the real command: uvloop, aiohttp, signature
-                   check, acks=all idempotent producer) in its own process.
-* `http_ceiling`   the same aiohttp app in its own process, with a producer whose send returns
-                   at once: what HTTP handling + verification alone allow.
+* `bridge`         `loyalty-connector bridge` (the real command: uvloop, the lean HTTP/1.1
+                   layer on httptools, signature check, acks=all idempotent producer) in its own
+                   process.
+* `bridge_aiohttp` the same command with CONNECTOR_BRIDGE_HTTP=aiohttp: the same handler behind
+                   the aiohttp app (the bridge before the lean layer), for the same-run change.
+* `http_ceiling`   the bridge (lean layer, same handler) in its own process, with a producer
+                   whose send returns at once: what HTTP handling + verification alone allow.
 * `broker_ceiling` a bare aiokafka producer (acks=all, idempotent, same settings, payload,
                    headers and concurrency) in its own process: what Python + Kafka alone allow.
 * `bridge_spooling` the bridge with Kafka away: every webhook goes to the spool.
@@ -46,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -56,13 +58,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from connector.embedded import free_port  # noqa: E402
+from connector.kit.charts import figure  # noqa: E402
+from connector.kit.processes import cpu_seconds  # noqa: E402
+from connector.kit.ready import NotReady, wait_http  # noqa: E402
 from connector.providers import PROVIDERS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FIXTURE = ROOT / "tests" / "fixtures" / "gameball" / "v4_profile_updated.json"
 SECRET = "bench-gameball-secret"
 PREFIX_BASE = "bench"
-MODES = ("bridge", "http_ceiling", "broker_ceiling", "bridge_spooling", "benthos", "go_plain")
+MODES = (
+    "bridge",
+    "bridge_aiohttp",
+    "http_ceiling",
+    "broker_ceiling",
+    "bridge_spooling",
+    "benthos",
+    "go_plain",
+)
 GO_PEERS = {"benthos": "benthos_bridge", "go_plain": "go_plain_bridge"}  # mode -> gobuild name
 TARGET_RATE = 5000
 TARGET_P99_MS = 25.0
@@ -111,10 +124,9 @@ class NoopProducer:
 
 
 def serve_noop() -> int:
-    """Like `run_bridge`, minus Kafka: uvloop, run_app, no access log."""
-    from aiohttp import web
-
-    from connector.bridge.app import create_app
+    """Like `run_bridge` (uvloop, the lean HTTP layer, the same handler), minus Kafka."""
+    from connector.bridge import http1
+    from connector.bridge.app import Bridge
     from connector.logs import setup_logging
     from connector.settings import Settings
 
@@ -126,15 +138,8 @@ def serve_noop() -> int:
         pass
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, NoopProducer())
-    web.run_app(
-        app,
-        host=settings.bridge_host,
-        port=settings.bridge_port,
-        print=None,
-        access_log=None,
-        handle_signals=True,
-    )
+    bridge = Bridge(settings, NoopProducer())
+    asyncio.run(http1.serve(bridge, settings.bridge_host, settings.bridge_port))
     return 0
 
 
@@ -293,28 +298,25 @@ def _child_loop() -> None:
 # orchestration
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server not ready within {timeout}s:\n{log.read_text()[-3000:]}")
+    class Server:  # what kit.ready.wait_http watches
+        name = "server"
+
+        @property
+        def alive(self) -> bool:
+            return proc.poll() is None
+
+        @property
+        def returncode(self) -> int | None:
+            return proc.returncode
+
+        def log_tail(self, chars: int = 3000) -> str:
+            return log.read_text()[-chars:]
+
+    try:
+        wait_http(url + "/readyz", timeout, watch=[Server()], interval=0.2)
+    except NotReady as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -342,7 +344,9 @@ def measure_server(
         )
     log = work / f"{mode}.log"
     script = Path(sys.executable).with_name("loyalty-connector")
-    if mode in ("bridge", "bridge_spooling"):
+    if mode == "bridge_aiohttp":
+        env["CONNECTOR_BRIDGE_HTTP"] = "aiohttp"
+    if mode in ("bridge", "bridge_aiohttp", "bridge_spooling"):
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
@@ -357,13 +361,13 @@ def measure_server(
     try:
         _wait_healthy(url, proc, log)
         for c in concurrencies:
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0 = cpu_seconds(proc.pid)
             row = _run_child(
                 ["--child-load", url, str(c), str(warmup), str(duration)],
                 timeout=warmup + duration + 120,
             )
             # server CPU over warmup + measurement (all the server's threads), per answer
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu = cpu_seconds(proc.pid) - cpu0
             row["server_cpu_s"] = round(cpu, 2)
             answered = row.get("requests_incl_warmup") or 0
             row["server_cpu_us_per_request"] = round(cpu / answered * 1e6, 1) if answered else None
@@ -480,6 +484,16 @@ def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
             "bridge_p99_ms": ours["p99_ms"],
             "bridge_cpu_us_per_request": ours.get("server_cpu_us_per_request"),
         }
+        before = by.get(("bridge_aiohttp", c))
+        if before:  # the same handler behind the aiohttp app: the lean layer's change
+            row["bridge_aiohttp_per_s"] = before["accepted_per_s"]
+            row["bridge_aiohttp_p99_ms"] = before["p99_ms"]
+            row["bridge_aiohttp_cpu_us_per_request"] = before.get("server_cpu_us_per_request")
+            row["lean_over_aiohttp"] = (
+                round(ours["accepted_per_s"] / before["accepted_per_s"], 3)
+                if before["accepted_per_s"]
+                else None
+            )
         for name in GO_PEERS:
             peer = by.get((name, c))
             if peer:
@@ -513,21 +527,26 @@ def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
 
 
 def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
+    with figure(path, 1, 3, figsize=(16, 4.6)) as (fig, (ax1, ax2, ax3)):
+        _draw(rows, title, fig, ax1, ax2, ax3)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.6))
+def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, ax3: Any) -> None:
     styles = {
         "bridge": "C0",
+        "bridge_aiohttp": "C6",
         "http_ceiling": "C2",
         "broker_ceiling": "C1",
         "bridge_spooling": "C3",
         "benthos": "C4",
         "go_plain": "C5",
     }
-    labels = {"benthos": "Benthos v4.60 + franz-go", "go_plain": "Go net/http + franz-go"}
+    labels = {
+        "bridge": "bridge (lean HTTP)",
+        "bridge_aiohttp": "bridge (aiohttp)",
+        "benthos": "Benthos v4.60 + franz-go",
+        "go_plain": "Go net/http + franz-go",
+    }
     present = [m for m in MODES if any(r["mode"] == m for r in rows)]
     for mode in present:
         pts = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["concurrency"])
@@ -574,9 +593,6 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -659,7 +675,14 @@ def main(argv: list[str] | None = None) -> int:
             # The bare producer goes first: it also warms the broker's JIT, which otherwise
             # steals CPU from whichever measurement comes right after the broker started.
             # The peers run right after our bridge, so the three share the machine's state.
-            order = ("broker_ceiling", "http_ceiling", "bridge", "benthos", "go_plain")
+            order = (
+                "broker_ceiling",
+                "http_ceiling",
+                "bridge",
+                "bridge_aiohttp",
+                "benthos",
+                "go_plain",
+            )
             for mode in [*order, "bridge_spooling"]:
                 if mode not in modes:
                     continue

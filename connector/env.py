@@ -72,6 +72,13 @@ CORE_VARIABLES: tuple[Var, ...] = (
     ),
     Var("CONNECTOR_MAX_IN_FLIGHT", "2000", "concurrent webhooks per bridge before 429"),
     Var(
+        "CONNECTOR_BRIDGE_HTTP",
+        "lean",
+        "the bridge's HTTP layer: `lean` (asyncio + httptools, connector/bridge/http1.py) or "
+        "`aiohttp` (the aiohttp app); both run the same handler, `lean` uses about half the CPU "
+        "per webhook",
+    ),
+    Var(
         "CONNECTOR_BRIDGE_PROCESSES",
         "1",
         "bridge processes sharing the port (SO_REUSEPORT: the kernel spreads connections); "

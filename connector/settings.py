@@ -117,6 +117,7 @@ class Settings:
     spool_dir: Path | None = None
     spool_max_bytes: int = 1024**3
     bridge_processes: int = 1
+    bridge_http: str = "lean"
     redact_attributes: frozenset[str] = frozenset()
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     api_auth_metrics: bool = False
@@ -203,6 +204,7 @@ class Settings:
             spool_dir=Path(spool) if (spool := get(env, "CONNECTOR_SPOOL_DIR")) else None,
             spool_max_bytes=integer(env, "CONNECTOR_SPOOL_MAX_BYTES", 1024 * 1024, 2**50),
             bridge_processes=integer(env, "CONNECTOR_BRIDGE_PROCESSES", 1, 64),
+            bridge_http=choice(env, "CONNECTOR_BRIDGE_HTTP", ("lean", "aiohttp")),
             redact_attributes=attribute_names(env, "CONNECTOR_REDACT_ATTRIBUTES"),
             api_tokens=api_tokens(env),
             api_auth_metrics=boolean(env, "CONNECTOR_API_AUTH_METRICS"),

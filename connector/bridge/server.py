@@ -19,7 +19,8 @@ import time
 
 from aiohttp import web
 
-from connector.bridge.app import create_app
+from connector.bridge import http1
+from connector.bridge.app import Bridge, create_app
 from connector.bridge.producer import KafkaRawProducer
 from connector.kafka_admin import wait_and_ensure_topics
 from connector.settings import Settings, process_env
@@ -83,13 +84,27 @@ def serve(settings: Settings, index: int | None = None) -> int:
     async def ensure_topic() -> None:
         await wait_and_ensure_topics(settings, [settings.topics.raw], patience=float("inf"))
 
-    app = create_app(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
     log.info(
-        "bridge listening on http://%s:%d (raw topic %s)",
+        "bridge listening on http://%s:%d (raw topic %s, %s HTTP)",
         settings.bridge_host,
         settings.bridge_port,
         settings.topics.raw,
+        settings.bridge_http,
     )
+    if settings.bridge_http == "lean":
+        bridge = Bridge(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
+        try:
+            loop.run_until_complete(
+                http1.serve(
+                    bridge, settings.bridge_host, settings.bridge_port, reuse_port=index is not None
+                )
+            )
+        finally:
+            _cancel_remaining(loop)
+            loop.close()
+        log.info("bridge stopped")
+        return 0
+    app = create_app(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
     # run_app turns SIGTERM/SIGINT into a graceful stop: no new connections, in-flight
     # requests finish (up to shutdown_timeout), then on_cleanup flushes the producer.
     web.run_app(
@@ -105,6 +120,17 @@ def serve(settings: Settings, index: int | None = None) -> int:
     )
     log.info("bridge stopped")
     return 0
+
+
+def _cancel_remaining(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left (writes for requests already answered 503), as aiohttp's run_app
+    does, so no task is destroyed pending when the loop closes."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
 
 
 if __name__ == "__main__":  # a child of `supervise`

@@ -1,6 +1,7 @@
 """schemathesis against the bridge's own `/openapi.json`: no 5xx, every response as documented.
 
-The app runs in-process in a background thread (its own event loop) with a real
+Both HTTP front ends are checked (the lean one, the default, and the aiohttp app). The bridge
+runs in-process in a background thread (its own event loop) with a real
 KafkaRawProducer on the session's Apache Kafka, so accepted deliveries really go to Kafka.
 Gameball runs with CONNECTOR_GAMEBALL_UNVERIFIED=true (no secret) so generated bodies reach the
 200 path; the other providers are configured and answer 401 to unsigned bodies; a tenants
@@ -20,7 +21,8 @@ import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from connector.bridge.app import create_app
+from connector.bridge import http1
+from connector.bridge.app import Bridge, create_app
 from connector.bridge.producer import KafkaRawProducer
 from connector.kafka_admin import ensure_topics
 from connector.settings import Settings
@@ -32,10 +34,12 @@ schemathesis.experimental.OPEN_API_3_1.enable()
 class ThreadedBridge:
     """The bridge app served from a daemon thread with its own event loop."""
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(self, s: Settings, front: str) -> None:
         self.settings = s
+        self.front = front
         self.loop = asyncio.new_event_loop()
         self.runner: web.AppRunner | None = None
+        self.server: http1.Server | None = None
         self.url = ""
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -55,6 +59,11 @@ class ThreadedBridge:
     async def _start(self) -> None:
         s = self.settings
         await ensure_topics(s, [s.topics.raw])
+        if self.front == "lean":
+            self.server = http1.Server(Bridge(s, KafkaRawProducer(s)), "127.0.0.1", 0)
+            await self.server.start()
+            self.url = f"http://127.0.0.1:{self.server.port}"
+            return
         self.runner = web.AppRunner(create_app(s, KafkaRawProducer(s)), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -71,13 +80,17 @@ class ThreadedBridge:
     def stop(self) -> None:
         if self.runner is not None:
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        if self.server is not None:
+            asyncio.run_coroutine_threadsafe(self.server.stop(grace=5), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
         self.loop.close()
 
 
-@pytest.fixture(scope="module")
-def bridge_url(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["lean", "aiohttp"])
+def bridge_url(
+    kafka: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
     tenants = tmp_path_factory.mktemp("tenants") / "tenants.toml"
     tenants.write_text('[voucherify.proj-a]\nsecret_key = "vf-a"\n')
     tenants.chmod(0o600)
@@ -90,7 +103,7 @@ def bridge_url(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         CONNECTOR_TENANTS_FILE=str(tenants),
         CONNECTOR_MAX_BODY_BYTES="4096",
     )
-    bridge = ThreadedBridge(Settings.from_env(env)).start()
+    bridge = ThreadedBridge(Settings.from_env(env), request.param).start()
     try:
         yield bridge.url
     finally:

@@ -12,15 +12,17 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from connector.bridge.app import create_app
+from connector.bridge import http1
+from connector.bridge.app import METRICS_KEY, Bridge, create_app
 from connector.providers import PROVIDERS
 from connector.providers.base import RequestTarget
 from connector.providers.gameball import signature_digest
@@ -73,17 +75,62 @@ def settings(**extra: str) -> Settings:
     return Settings.from_env(env)
 
 
+# Every test here runs against both HTTP front ends of the same handler: the lean one
+# (connector/bridge/http1.py, the default) and the aiohttp app (CONNECTOR_BRIDGE_HTTP=aiohttp).
+FRONTS = ("lean", "aiohttp")
+_front = ["lean"]
+
+
+@pytest.fixture(autouse=True, params=FRONTS)
+def front(request: pytest.FixtureRequest) -> Iterator[str]:
+    _front[0] = request.param
+    yield request.param
+    _front[0] = "lean"
+
+
+class LeanClient:
+    """The lean server on a real port, with the parts of aiohttp's TestClient the tests use."""
+
+    def __init__(self, server: Any, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.session = session
+        self.app = {METRICS_KEY: server.bridge.metrics}
+
+    def make_url(self, path: str | URL) -> URL:
+        # as sent: a percent-encoded path stays encoded (signatures cover the path as sent)
+        return URL(f"http://{self.server.host}:{self.server.port}{path}", encoded=True)
+
+    async def post(self, path: str | URL, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.session.post(self.make_url(path), **kwargs)
+
+    async def get(self, path: str | URL, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.session.get(self.make_url(path), **kwargs)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
 @contextlib.asynccontextmanager
-async def bridge(s: Settings, producer: FakeProducer) -> AsyncIterator[TestClient[Any, Any]]:
-    client = TestClient(TestServer(create_app(s, producer)))
-    await client.start_server()
+async def bridge(s: Settings, producer: Any) -> AsyncIterator[Any]:
+    if _front[0] == "lean":
+        server = http1.Server(Bridge(s, producer), "127.0.0.1", 0)
+        await server.start()
+        client: Any = LeanClient(server, aiohttp.ClientSession())
+    else:
+        client = TestClient(TestServer(create_app(s, producer)))
+        await client.start_server()
     try:
         yield client
     finally:
-        producer.release.set()
-        if producer.gate is not None:
+        if hasattr(producer, "release"):
+            producer.release.set()
+        if getattr(producer, "gate", None) is not None:
             producer.gate.set()
+        for gate in getattr(producer, "gates", ()):
+            gate.set()
         await client.close()
+        if _front[0] == "lean":
+            await server.stop(grace=5)
 
 
 def run(fn: Callable[[], Awaitable[None]]) -> None:

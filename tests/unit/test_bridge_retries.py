@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from connector.avro import AvroCodec
-from connector.bridge.app import METRICS_KEY, create_app
+from connector.bridge.app import METRICS_KEY
 from connector.bridge.retries import RetryMemory, RetryTag
 from connector.models import LoyaltyEvent
 from connector.providers import PROVIDERS
 from connector.settings import Settings
 from connector.streams.normalize import RawRecord, normalize
 from tests.support import FIXTURES, fixture_cases, test_env, test_secrets
+from tests.unit.test_bridge import bridge as front_bridge
+from tests.unit.test_bridge import front  # noqa: F401  (both HTTP front ends)
 
 GB_BODY = (FIXTURES / "gameball" / "v4_profile_updated.json").read_bytes()
 OL_BODY = (FIXTURES / "open_loyalty" / "available_points_amount_changed.json").read_bytes()
@@ -259,7 +259,7 @@ def settings(**extra: str) -> Settings:
 class Post:
     """Posts a signed delivery to the bridge under test; `app` is that bridge."""
 
-    def __init__(self, app: web.Application, client: TestClient[Any, Any]) -> None:
+    def __init__(self, app: Any, client: Any) -> None:
         self.app = app
         self.client = client
 
@@ -282,15 +282,8 @@ class Post:
 
 @contextlib.asynccontextmanager
 async def bridge(producer: ScriptedProducer, s: Settings | None = None) -> AsyncIterator[Post]:
-    app = create_app(s or settings(), producer)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Post(app, client)
-    finally:
-        for gate in producer.gates:
-            gate.set()
-        await client.close()
+    async with front_bridge(s or settings(), producer) as client:
+        yield Post(client.app, client)
 
 
 def h(record: Record) -> dict[str, bytes]:

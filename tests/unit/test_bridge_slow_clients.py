@@ -7,7 +7,13 @@ import time
 
 from connector.providers.gameball import signature_digest
 from tests.support import test_secrets
-from tests.unit.test_bridge import GB_BODY, FakeProducer, bridge, settings
+from tests.unit.test_bridge import (
+    GB_BODY,
+    FakeProducer,
+    bridge,
+    front,  # noqa: F401  (both HTTP front ends)
+    settings,
+)
 
 SECRET = test_secrets()["gameball"]["secret_key"]
 

@@ -16,7 +16,15 @@ import pytest
 
 from connector import raw
 from connector.bridge.spool import Forwarder, Spool, SpoolFull
-from tests.unit.test_bridge import GB_BODY, FakeProducer, bridge, gb_headers, run, settings
+from tests.unit.test_bridge import (
+    GB_BODY,
+    FakeProducer,
+    bridge,
+    front,  # noqa: F401  (both HTTP front ends)
+    gb_headers,
+    run,
+    settings,
+)
 
 HEADERS = [("provider", b"gameball"), ("request-id", b"r")]
 
