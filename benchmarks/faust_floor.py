@@ -17,7 +17,7 @@ faster than this, whatever its own code costs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -34,34 +34,41 @@ def create_app(settings: Settings) -> Worker:
     app = faust_app(settings)
     metrics = WorkerMetrics()
     t = settings.topics
-    raw, events = app.topic(t.raw), app.topic(t.events)
-    outputs = [t.ledger, t.balances, t.tiers]
 
-    async def send(topic: str, key: bytes | None, value: bytes | None) -> Awaitable[Any]:
-        fut: Awaitable[Any] = await app.producer.send(topic, key, value, None, None, None)
-        return fut
+    async def relay(
+        stream: faust.StreamT, topics: list[str], no_key: bytes | None, counted: Callable[[], None]
+    ) -> None:
+        """Each record's bytes, unchanged, to every one of `topics` (its key, else `no_key`),
+        counted once sent; a batch is acked once all its sends are."""
+        async for batch in batches(stream):
+            futures = []
+            for event in batch:
+                msg = event.message
+                for topic in topics:
+                    futures.append(
+                        await app.producer.send(
+                            topic=topic,
+                            key=msg.key or no_key,
+                            value=msg.value,
+                            partition=None,
+                            timestamp=None,
+                            headers=None,
+                        )
+                    )
+                counted()
+            await asyncio.gather(*futures)
 
-    @app.agent(raw, name="normalize")
+    def normalized() -> None:
+        metrics.raw.inc()
+        metrics.events.labels("FLOOR").inc()
+
+    @app.agent(app.topic(t.raw), name="normalize")
     async def normalize_agent(stream: faust.StreamT) -> None:
-        async for batch in batches(stream):
-            futures = []
-            for event in batch:
-                msg = event.message
-                futures.append(await send(t.events, msg.key or b"-", msg.value))
-                metrics.raw.inc()
-                metrics.events.labels("FLOOR").inc()
-            await asyncio.gather(*futures)
+        await relay(stream, [t.events], b"-", normalized)
 
-    @app.agent(events, name="ledger")
+    @app.agent(app.topic(t.events), name="ledger")
     async def ledger_agent(stream: faust.StreamT) -> None:
-        async for batch in batches(stream):
-            futures = []
-            for event in batch:
-                msg = event.message
-                for topic in outputs:
-                    futures.append(await send(topic, msg.key, msg.value))
-                metrics.lag.observe(0.0)
-            await asyncio.gather(*futures)
+        await relay(stream, [t.ledger, t.balances, t.tiers], None, lambda: metrics.lag.observe(0.0))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Request) -> Response:

@@ -50,7 +50,6 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import random
 import re
 import shutil
@@ -59,30 +58,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: the repository's root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pipeline_kafka import (  # noqa: E402
-    _ceiling,
-    _final_balances,
-    _offsets,
-    _produce_raw,
-    _restore_ceiling,
-    _send,
-    _time_span,
-    _watch,
-    compare_balances,
-    ensure,
-    latency_deliveries,
-)
+from benchmarks import pipeline_kafka as on_kafka  # noqa: E402
+from benchmarks.pipeline_kafka import compare_balances, ensure, latency_deliveries  # noqa: E402
 from benchmarks.pipeline_records import (  # noqa: E402
     PARTITIONS,
     PEERS,
@@ -93,56 +78,25 @@ from benchmarks.pipeline_records import (  # noqa: E402
     bench_secrets,
     bridge_secret_env,
     make_raw_records,
+    records_setup,
 )
-from benchmarks.pipeline_report import (  # noqa: E402
-    _by_second,
-    _count,
-    _pct,
-    _quantiles,
-    chart,
-    verdict,
-)
+from benchmarks.pipeline_report import by_second, chart, count, pct, quantiles, verdict  # noqa: E402
 from connector.embedded import free_port  # noqa: E402
+from connector.kit import brokers, machine, processes  # noqa: E402
+from connector.kit.processes import cpu_seconds  # noqa: E402
+from connector.kit.ready import NotReady, http_get, wait_http  # noqa: E402
 
-# ---------------------------------------------------------------------------------------------
-# webhook bodies (shapes of tests/fixtures/<provider>, via the integration harness's templates)
-
-
-# ---------------------------------------------------------------------------------------------
-# small process helpers
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    if pid is None:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def base_env(broker: str, prefix: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    env.update(
+    return processes.child_env(
         CONNECTOR_BROKER_URL=broker,
         CONNECTOR_TOPIC_PREFIX=prefix,
         CONNECTOR_PARTITIONS=str(PARTITIONS),
         CONNECTOR_LOG_FORMAT="json",
         CONNECTOR_LOG_LEVEL="WARNING",
     )
-    return env
 
 
 # A/B runs of proposed worker changes: --worker-app PATH runs the worker with `create_app`
@@ -166,57 +120,31 @@ def run_worker_with_app(path: str) -> int:
     return int(cli_main(["worker"]) or 0)
 
 
-class Child:
-    """`python -m connector <command>` with its own log file; stopped with SIGTERM."""
+class Connector(processes.Child):
+    """`python -m connector <command>` on `port`, with its own log; stopped with SIGTERM."""
 
     def __init__(
         self, command: str, env: dict[str, str], log: Path, port: int, app: str | None = None
     ) -> None:
         """`app`: a worker's create_app from this file instead (default: --worker-app, if any)."""
-        self.log, self.port = log, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.started = time.time()
-        cmd = [sys.executable, "-m", "connector", command]
         app = app or (WORKER_APP if command == "worker" else None)
-        if app:
-            cmd = [sys.executable, __file__, "--child-worker", app]
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+        argv = [sys.executable, __file__, "--child-worker", app] if app else None
+        super().__init__(log.stem, argv or processes.connector_argv(command), env, log, cwd=ROOT)
+        self.log_file = log
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-    def wait_ready(self, timeout: float = 180, interval: float = 0.05) -> float:
+    def wait_ready(self, timeout: float = 180) -> float:
         """Poll /readyz until 200; returns the time (epoch s) it first answered 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.log.name}: process exited:\n{self.tail()}")
-            status, _ = _http_get(self.url + "/readyz", timeout=1)
-            if status == 200:
-                return time.time()
-            time.sleep(interval)
-        raise SystemExit(f"{self.log.name}: not ready within {timeout}s:\n{self.tail()}")
+        try:
+            url = self.url + "/readyz"
+            return wait_http(url, timeout, watch=[self], interval=0.05, request_timeout=1)
+        except NotReady as exc:
+            raise SystemExit(str(exc)) from None
 
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+    def stop(self, timeout: float = 60, *, check: bool = False) -> int:
+        """SIGTERM and wait, SIGKILL after `timeout`; the exit code, whatever it is."""
+        return super().stop(timeout, check=check)
 
 
 def start_worker(
@@ -227,7 +155,7 @@ def start_worker(
     name: str,
     log_level: str = "WARNING",
     app: str | None = None,
-) -> Child:
+) -> Connector:
     port = free_port()
     data_dir = work / f"{name}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -239,12 +167,12 @@ def start_worker(
         CONNECTOR_WEB_HOST="127.0.0.1",
         CONNECTOR_LOG_LEVEL=log_level,
     )
-    return Child("worker", env, work / f"{name}.log", port, app)
+    return Connector("worker", env, work / f"{name}.log", port, app)
 
 
 def worker_metrics(url: str) -> dict[str, float] | None:
     """raw, events, applied (event-age histogram count), dead letters by stage."""
-    status, body = _http_get(url + "/metrics", timeout=2)
+    status, body = http_get(url + "/metrics", timeout=2)
     if status != 200:
         return None
     out = {
@@ -273,26 +201,6 @@ def worker_metrics(url: str) -> dict[str, float] | None:
             if 'stage="ledger"' in name:
                 out["dl_ledger"] += v
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Kafka helpers (run in the orchestrator)
-
-
-# ---------------------------------------------------------------------------------------------
-# child: the Python ceiling (consume → normalize → produce, one process, no framework)
-
-
-# ---------------------------------------------------------------------------------------------
-# child: the open-loop sender (latency phase)
-
-
-# ---------------------------------------------------------------------------------------------
-# child: the balances watcher (latency phase)
-
-
-# ---------------------------------------------------------------------------------------------
-# child: the restore ceiling (changelog → RocksDB with plain aiokafka + rocksdict write batches)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,10 +258,12 @@ def measure_peer(
         raise SystemExit(f"peer {peer} printed nothing:\n{log.read_text(errors='replace')[-3000:]}")
     row: dict[str, Any] = json.loads(lines[-1])
     outputs = [f"{peer_prefix}.{t}" for t in ("balances", "ledger", "tiers")]
-    first, last_out = asyncio.run(_time_span(broker, outputs))
-    first_event, _ = asyncio.run(_time_span(broker, [f"{peer_prefix}.events"]))
+    first, last_out = asyncio.run(on_kafka.time_span(broker, outputs))
+    first_event, _ = asyncio.run(on_kafka.time_span(broker, [f"{peer_prefix}.events"]))
     offsets = asyncio.run(
-        _offsets(broker, [*outputs, f"{peer_prefix}.events", f"{peer_prefix}.webhooks.dlq"])
+        on_kafka.topic_offsets(
+            broker, [*outputs, f"{peer_prefix}.events", f"{peer_prefix}.webhooks.dlq"]
+        )
     )
     secs = max(1e-9, last_out - first)
     whole = max(1e-9, last_out - first_event)
@@ -403,7 +313,7 @@ def measure_throughput(
     timeout: float,
     name: str = "worker-1",
     app: str | None = None,
-) -> tuple[Child, dict[str, Any]]:
+) -> tuple[Connector, dict[str, Any]]:
     topics = f"{prefix}.balances", f"{prefix}.ledger", f"{prefix}.tiers"
     worker = start_worker(broker, prefix, app_id, work, name, app=app)
     samples: list[list[float]] = []
@@ -413,25 +323,27 @@ def measure_throughput(
     cpu_start: tuple[float, float, float] | None = None
     cpu_end: tuple[float, float, float] | None = None
     while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
-            raise SystemExit(f"worker exited:\n{worker.tail()}")
+        if not worker.alive:
+            raise SystemExit(f"worker exited:\n{worker.log_tail()}")
         m = worker_metrics(worker.url)
         now = time.time()
         if m is not None:
             last = m
             samples.append([now, m["raw"], m["events"], m["applied"]])
             if cpu_start is None and m["raw"] > 0:
-                cpu_start = (now, _cpu_seconds(worker.pid), _cpu_seconds(kafka_pid))
+                cpu_start = (now, cpu_seconds(worker.pid), cpu_seconds(kafka_pid))
             if m["raw"] >= n and m["applied"] + m["dl_ledger"] >= m["events"] > 0:
                 done_at = now
-                cpu_end = (now, _cpu_seconds(worker.pid), _cpu_seconds(kafka_pid))
+                cpu_end = (now, cpu_seconds(worker.pid), cpu_seconds(kafka_pid))
                 break
         time.sleep(0.2)
     if done_at is None:
         print(f"throughput: worker did not finish within {timeout:.0f}s: {last}", flush=True)
-    first, last_out = asyncio.run(_time_span(broker, list(topics)))
-    first_event, _ = asyncio.run(_time_span(broker, [f"{prefix}.events"]))
-    offsets = asyncio.run(_offsets(broker, [*topics, f"{prefix}.events", f"{prefix}.webhooks.dlq"]))
+    first, last_out = asyncio.run(on_kafka.time_span(broker, list(topics)))
+    first_event, _ = asyncio.run(on_kafka.time_span(broker, [f"{prefix}.events"]))
+    offsets = asyncio.run(
+        on_kafka.topic_offsets(broker, [*topics, f"{prefix}.events", f"{prefix}.webhooks.dlq"])
+    )
     end = last_out if done_at is None else max(last_out, min(done_at, last_out + 0.25))
     # The window: first balance record written → last output written (all applied by then;
     # the metrics poll saw it at most one poll interval later).
@@ -509,7 +421,7 @@ def measure_floor(
 def measure_latency(
     broker: str,
     prefix: str,
-    worker: Child,
+    worker: Connector,
     rate: float,
     duration: float,
     warmup: float,
@@ -523,7 +435,7 @@ def measure_latency(
         CONNECTOR_BRIDGE_HOST="127.0.0.1",
         **bridge_secret_env(),
     )
-    bridge = Child("bridge", env, work / "bridge.log", port)
+    bridge = Connector("bridge", env, work / "bridge.log", port)
     seen_file, sent_file = work / "seen.json", work / "sent.json"
     watch_log = open(work / "watcher.log", "wb")  # noqa: SIM115 - closed below
     watcher = subprocess.Popen(
@@ -546,7 +458,7 @@ def measure_latency(
         if watcher.stdout.readline().strip() != "READY":
             raise SystemExit(f"watcher failed: {(work / 'watcher.log').read_text()[-3000:]}")
         before = worker_metrics(worker.url) or {}
-        cpu0 = {"worker": _cpu_seconds(worker.pid), "bridge": _cpu_seconds(bridge.pid)}
+        cpu0 = {"worker": cpu_seconds(worker.pid), "bridge": cpu_seconds(bridge.pid)}
         sent = run_child(
             ["--child-send", bridge.url, str(rate), str(duration), run, str(work), str(sent_file)],
             timeout=duration + 600,
@@ -572,8 +484,8 @@ def measure_latency(
             time.sleep(0.2)
         time.sleep(1.0)
         cpu = {
-            "worker": round(_cpu_seconds(worker.pid) - cpu0["worker"], 2),
-            "bridge": round(_cpu_seconds(bridge.pid) - cpu0["bridge"], 2),
+            "worker": round(cpu_seconds(worker.pid) - cpu0["worker"], 2),
+            "bridge": round(cpu_seconds(bridge.pid) - cpu0["bridge"], 2),
         }
         watcher.send_signal(signal.SIGTERM)
         watcher.wait(60)
@@ -609,24 +521,24 @@ def measure_latency(
         "warmup_excluded_s": warmup,
         "sent": len(rows),
         "non_200": non200,
-        "statuses": _count(str(r[1]) for r in rows),
+        "statuses": count(str(r[1]) for r in rows),
         "measured": len(lat),
         "balance_not_seen": lost,
         "achieved_send_rate_per_s": round(len(rows) / max(1e-9, rows[-1][3] - rows[0][3]), 1),
-        "sender_lateness_p99_ms": _pct(lateness, 0.99),
-        "p50_ms": _pct(lat, 0.50),
-        "p90_ms": _pct(lat, 0.90),
-        "p99_ms": _pct(lat, 0.99),
-        "max_ms": _pct(lat, 1.0),
-        "written_p50_ms": _pct(lat_written, 0.50),
-        "written_p99_ms": _pct(lat_written, 0.99),
-        "sent_to_seen_p50_ms": _pct(lat_sent, 0.50),
-        "sent_to_seen_p99_ms": _pct(lat_sent, 0.99),
+        "sender_lateness_p99_ms": pct(lateness, 0.99),
+        "p50_ms": pct(lat, 0.50),
+        "p90_ms": pct(lat, 0.90),
+        "p99_ms": pct(lat, 0.99),
+        "max_ms": pct(lat, 1.0),
+        "written_p50_ms": pct(lat_written, 0.50),
+        "written_p99_ms": pct(lat_written, 0.99),
+        "sent_to_seen_p50_ms": pct(lat_sent, 0.50),
+        "sent_to_seen_p99_ms": pct(lat_sent, 0.99),
         "cpu_s": cpu,
         "cpu_us_per_webhook": {k: round(v / len(rows) * 1e6, 1) for k, v in cpu.items()},
         # the CDF as 1,001 quantiles, and the median per second of sending (shows a growing queue)
-        "latency_cdf_ms": _quantiles(lat, 1000),
-        "p50_by_second_ms": [_pct(sec, 0.5) for sec in _by_second(lat_at, start + warmup)],
+        "latency_cdf_ms": quantiles(lat, 1000),
+        "p50_by_second_ms": [pct(sec, 0.5) for sec in by_second(lat_at, start + warmup)],
     }
     print(
         f"latency @ {rate:.0f}/s: p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
@@ -670,7 +582,7 @@ def measure_recovery(
     difference is what replaying the changelog adds to a start, the recovery's own time.
     """
     changelog = f"{app_id}-members-changelog"
-    begin, end = asyncio.run(_offsets(broker, [changelog]))[changelog]
+    begin, end = asyncio.run(on_kafka.topic_offsets(broker, [changelog]))[changelog]
     records = end - begin
     # the fixed cost: a worker whose changelog is empty (own prefix and app id), same machine
     empty_prefix = f"{prefix}e"
@@ -692,12 +604,12 @@ def measure_recovery(
                 for key in sample_keys:
                     provider, tenant, customer = key.split(":", 2)
                     tenant = tenant.split("/", 1)[0]  # an account key names the member's tenant
-                    status, _ = _http_get(f"{worker.url}/members/{provider}/{tenant}/{customer}", 5)
+                    status, _ = http_get(f"{worker.url}/members/{provider}/{tenant}/{customer}", 5)
                     found += status == 200
         finally:
             worker.stop()
-        last_log = worker.log
-        bulk.append(_bulk_restore_line(worker.log))
+        last_log = worker.log_file
+        bulk.append(_bulk_restore_line(worker.log_file))
     ceiling_dir = work / "restore-ceiling"
     ceiling_dir.mkdir()
     ceiling = run_child(
@@ -759,28 +671,6 @@ def _bulk_restore_line(log: Path) -> dict[str, Any] | None:
     return {"records": int(records), "partitions": int(partitions), "seconds": float(seconds)}
 
 
-# ---------------------------------------------------------------------------------------------
-# chart
-
-
-# ---------------------------------------------------------------------------------------------
-# main
-
-
-def _source_state() -> dict[str, Any]:
-    """The commit measured, and whether the worker's modules differed from it (read-only git)."""
-
-    def git(*a: str) -> str:
-        try:
-            out = subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT, timeout=10)
-        except OSError:
-            return ""
-        return out.stdout.strip()
-
-    changed = git("status", "--porcelain", "--", "connector")
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_connector": changed.splitlines()}
-
-
 def _version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -790,122 +680,21 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _other_workers() -> int:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return sum(1 for line in out.splitlines() if "connector worker" in line)
-
-
-def wait_quiet(max_wait: float, load_max: float = 1.5) -> dict[str, Any]:
-    waited = 0.0
-    while True:
-        load1 = os.getloadavg()[0]
-        others = _other_workers()
-        if (others == 0 and load1 < load_max) or waited >= max_wait:
-            return {"waited_s": waited, "load1": load1, "other_workers": others}
-        print(f"waiting for a quiet machine: load {load1:.2f}, {others} other workers", flush=True)
-        time.sleep(30)
-        waited += 30
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--child-worker":
-        return run_worker_with_app(argv[1])
-    if argv and argv[0] == "--child-restore-ceiling":
-        print(json.dumps(asyncio.run(_restore_ceiling(argv[1], argv[2], Path(argv[3])))))
-        return 0
-    if argv and argv[0] == "--child-ceiling":
-        print(json.dumps(asyncio.run(_ceiling(argv[1], argv[2], argv[3]))))
-        return 0
-    if argv and argv[0] == "--child-send":
-        url, rate, duration, run, work, out = argv[1:7]
-        deliveries = latency_deliveries(float(rate), float(duration), run, Path(work))
-        rows, start = asyncio.run(_send(url, float(rate), deliveries))
-        Path(out).write_text(json.dumps(rows))
-        print(json.dumps({"sent": len(rows), "start": start}))
-        return 0
-    if argv and argv[0] == "--child-watch":
-        seen = asyncio.run(_watch(argv[1], argv[2]))
-        Path(argv[3]).write_text(json.dumps(seen))
-        print(json.dumps({"seen": len(seen)}))
-        return 0
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
-    parser.add_argument("--broker", help="use this Kafka (host:port) instead of starting one")
-    parser.add_argument("--records", type=int, help="raw records for throughput")
-    parser.add_argument("--members", type=int, help="members for throughput")
-    parser.add_argument(
-        "--rates",
-        default="1000,500",
-        help="latency phase webhooks/s, comma-separated; the first is the one with the target",
-    )
-    parser.add_argument("--duration", type=float, help="latency phase seconds")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        help="wait up to S seconds for load < 1.5 and no other `connector worker` process",
-    )
-    parser.add_argument(
-        "--worker-app",
-        help="A/B: run the worker with create_app from this modified copy of "
-        "connector/streams/app.py",
-    )
-    parser.add_argument(
-        "--peers",
-        default=",".join(PEERS),
-        help=f"worker peers to run beside ours, comma-separated subset of {', '.join(PEERS)}, "
-        "or 'none'",
-    )
-    parser.add_argument(
-        "--rounds", type=int, help="interleaved runs of the worker and each peer (1 quick, 3 full)"
-    )
-    parser.add_argument("--out", default=str(RESULTS / "pipeline.json"))
-    parser.add_argument("--replot", action="store_true", help="redraw the PNG from --out")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    if args.replot:
-        chart(json.loads(out.read_text()), out.with_suffix(".png"))
-        return 0
-    global WORKER_APP
-    WORKER_APP = str(Path(args.worker_app).resolve()) if args.worker_app else None
+def measure(
+    args: argparse.Namespace, peers: list[str], kafka: brokers.BenchKafka, before: machine.Before
+) -> dict[str, Any]:
+    """Every phase on `kafka`, in order, as `args` and `peers` say; the result file's content."""
     n = args.records or (8_000 if args.quick else 40_000)
     members = args.members or (1_000 if args.quick else 2_000)
     duration = args.duration or (8.0 if args.quick else 20.0)
     rounds = args.rounds or (1 if args.quick else 3)
-    peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
-    unknown = sorted(set(peers) - set(PEERS))
-    if unknown:
-        parser.error(f"unknown peer(s) {', '.join(unknown)}; valid: {', '.join(PEERS)}, none")
-    if any(p.startswith("quix") for p in peers) and _version("quixstreams") is None:
-        parser.error("the quix peers need Quix Streams: pip install -e '.[bench]'")
     warmup = 1.0
-    # aiokafka logs each NotLeaderForPartition retry right after topic creation; they are harmless
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
-    load_before = os.getloadavg()
-    others_before = _other_workers()
-
-    broker_obj = None
-    kafka_version = "external"
-    if args.broker:
-        broker = args.broker
-    else:
-        from connector.embedded import kafka as embedded_kafka
-
-        # The test broker fsyncs every message; production Kafka leaves that to the OS.
-        broker_obj = embedded_kafka.KafkaBroker(properties=embedded_kafka.PRODUCTION_FLUSH)
-        print("starting Apache Kafka ...", flush=True)
-        broker_obj.start()
-        broker = broker_obj.bootstrap
-        kafka_version = broker_obj.version
-    kafka_pid = broker_obj.proc.pid if broker_obj and broker_obj.proc else None
+    broker, kafka_pid = kafka.bootstrap, kafka.pid
     run = uuid.uuid4().hex[:6]
     prefix, app_id = f"pipe{run}", f"pipe-bench-{run}"
     result: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    worker: Child | None = None
+    worker: Connector | None = None
     try:
         secrets = bench_secrets(work)
         print(f"generating {n} signed webhooks for {members} members ...", flush=True)
@@ -914,15 +703,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {time.time() - t:.1f} s; producing to {prefix}.webhooks.raw ...", flush=True)
         ensure(broker, prefix)
         ensure(broker, f"{prefix}x")  # the ceiling's scratch output: <prefix>x.events
-        asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
+        asyncio.run(on_kafka.produce_raw(broker, f"{prefix}.webhooks.raw", records))
         ensure(broker, f"{prefix}f")  # the Faust floor's own topics
-        asyncio.run(_produce_raw(broker, f"{prefix}f.webhooks.raw", records))
+        asyncio.run(on_kafka.produce_raw(broker, f"{prefix}f.webhooks.raw", records))
         # Extra rounds of the worker (--rounds) each need a raw topic of their own; the peers
         # all read <prefix>.webhooks.raw with consumer groups of their own.
         worker_prefixes = [f"{prefix}w{i}" for i in range(rounds - 1)] + [prefix]
         for extra_prefix in worker_prefixes[:-1]:
             ensure(broker, extra_prefix)
-            asyncio.run(_produce_raw(broker, f"{extra_prefix}.webhooks.raw", records))
+            asyncio.run(on_kafka.produce_raw(broker, f"{extra_prefix}.webhooks.raw", records))
         del records
 
         runs = [
@@ -954,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 peer_runs[peer].append(row)
                 peer_balances[peer].append(
-                    asyncio.run(_final_balances(broker, f"{peer_prefix}.balances"))
+                    asyncio.run(on_kafka.final_balances(broker, f"{peer_prefix}.balances"))
                 )
             last = worker_prefix == prefix
             worker, row = measure_throughput(
@@ -969,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             # before the latency phase adds members to <prefix>.balances
             worker_balances.append(
-                asyncio.run(_final_balances(broker, f"{worker_prefix}.balances"))
+                asyncio.run(on_kafka.final_balances(broker, f"{worker_prefix}.balances"))
             )
             if not last:
                 worker.stop()
@@ -1010,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_rounds_equal = all(
             compare_balances(reference, b)["equal"] for b in worker_balances[:-1]
         )
+        assert worker is not None  # the last round's, still up
         latency = [
             measure_latency(broker, prefix, worker, rate, duration, warmup, f"{run}r{i}", work)
             for i, rate in enumerate(float(r) for r in args.rates.split(","))
@@ -1018,48 +808,34 @@ def main(argv: list[str] | None = None) -> int:
         sent = json.loads((work / "sent.json").read_text())
         sample = [r[0] for r in random.Random(1).sample(sent, min(20, len(sent)))]
         recovery = measure_recovery(broker, prefix, app_id, work, sample)
+        setup = {
+            **brokers.setup(kafka),
+            **records_setup(n, members, per_provider),
+            "worker": "one `python -m connector worker`, at_least_once, rocksdb, "
+            "CONNECTOR_LOG_LEVEL=WARNING",
+            "worker_app": WORKER_APP or "connector/streams/app.py",
+            "rounds": rounds,
+            "peers": {
+                "quix": f"Quix Streams {_version('quixstreams')}, RocksDB state, "
+                "at-least-once, default commit interval (5 s), changelog on",
+                "quix_eos": "the same, processing_guarantee=exactly-once",
+                "plain": "aiokafka + rocksdict in one asyncio process, batches of 500, "
+                "outputs then changelog acked before the RocksDB write and the commit",
+                "work": "all run connector.streams.normalize.normalize and "
+                "connector.streams.ledger.LedgerStep (connector.domain.ledger) with the "
+                "members-table format of connector/streams/state_format.py",
+                "timing": "first events record → last ledger/balances/tiers record "
+                "(Kafka timestamps); CPU: the process's /proc utime+stime from its first "
+                "raw record to all applied",
+            }
+            if peers
+            else {},
+            **machine.conditions(before, quick=args.quick),
+        }
         result = {
             "benchmark": "pipeline",
-            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "setup": {
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "kafka": f"Apache Kafka {kafka_version} (KRaft, single node, same machine, "
-                "default flush policy)"
-                if broker_obj
-                else f"external broker {broker}",
-                "partitions": PARTITIONS,
-                "raw_records": n,
-                "members": members,
-                "per_provider": per_provider,
-                "worker": "one `python -m connector worker`, at_least_once, rocksdb, "
-                "CONNECTOR_LOG_LEVEL=WARNING",
-                "worker_app": WORKER_APP or "connector/streams/app.py",
-                "rounds": rounds,
-                "peers": {
-                    "quix": f"Quix Streams {_version('quixstreams')}, RocksDB state, "
-                    "at-least-once, default commit interval (5 s), changelog on",
-                    "quix_eos": "the same, processing_guarantee=exactly-once",
-                    "plain": "aiokafka + rocksdict in one asyncio process, batches of 500, "
-                    "outputs then changelog acked before the RocksDB write and the commit",
-                    "work": "all run connector.streams.normalize.normalize and "
-                    "connector.streams.ledger.LedgerStep (connector.domain.ledger) with the "
-                    "members-table format of connector/streams/state_format.py",
-                    "timing": "first events record → last ledger/balances/tiers record "
-                    "(Kafka timestamps); CPU: the process's /proc utime+stime from its first "
-                    "raw record to all applied",
-                }
-                if peers
-                else {},
-                "source": _source_state(),
-                "quick": args.quick,
-                "load_before": [round(x, 2) for x in load_before],
-                "load_after": [round(x, 2) for x in os.getloadavg()],
-                "other_connector_workers_before": others_before,
-                "quiet_wait": quiet,
-            },
+            "when": machine.when(),
+            "setup": setup,
             "throughput": throughput,
             "peers": peer_results,
             "worker_rounds_balances_equal": worker_rounds_equal,
@@ -1077,13 +853,87 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if worker is not None:
             worker.stop()
-        if broker_obj is not None:
-            broker_obj.cleanup()
-            shutil.rmtree(broker_obj.work_dir, ignore_errors=True)
         if result:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"logs kept in {work}", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child-worker":
+        return run_worker_with_app(argv[1])
+    if argv and argv[0] == "--child-restore-ceiling":
+        print(
+            json.dumps(asyncio.run(on_kafka.run_restore_ceiling(argv[1], argv[2], Path(argv[3]))))
+        )
+        return 0
+    if argv and argv[0] == "--child-ceiling":
+        print(json.dumps(asyncio.run(on_kafka.run_ceiling(argv[1], argv[2], argv[3]))))
+        return 0
+    if argv and argv[0] == "--child-send":
+        url, rate, secs, run, work, rows_file = argv[1:7]
+        deliveries = latency_deliveries(float(rate), float(secs), run, Path(work))
+        rows, start = asyncio.run(on_kafka.send_open_loop(url, float(rate), deliveries))
+        Path(rows_file).write_text(json.dumps(rows))
+        print(json.dumps({"sent": len(rows), "start": start}))
+        return 0
+    if argv and argv[0] == "--child-watch":
+        seen = asyncio.run(on_kafka.watch_first_records(argv[1], argv[2]))
+        Path(argv[3]).write_text(json.dumps(seen))
+        print(json.dumps({"seen": len(seen)}))
+        return 0
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small runs (smoke test)")
+    parser.add_argument("--broker", help="use this Kafka (host:port) instead of starting one")
+    parser.add_argument("--records", type=int, help="raw records for throughput")
+    parser.add_argument("--members", type=int, help="members for throughput")
+    parser.add_argument(
+        "--rates",
+        default="1000,500",
+        help="latency phase webhooks/s, comma-separated; the first is the one with the target",
+    )
+    parser.add_argument("--duration", type=float, help="latency phase seconds")
+    machine.add_wait_quiet(parser)
+    parser.add_argument(
+        "--worker-app",
+        help="A/B: run the worker with create_app from this modified copy of "
+        "connector/streams/app.py",
+    )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"worker peers to run beside ours, comma-separated subset of {', '.join(PEERS)}, "
+        "or 'none'",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="interleaved runs of the worker and each peer (1 quick, 3 full)"
+    )
+    parser.add_argument("--out", default=str(RESULTS / "pipeline.json"))
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from --out")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.replot:
+        chart(json.loads(out.read_text()), out.with_suffix(".png"))
+        return 0
+    global WORKER_APP
+    WORKER_APP = str(Path(args.worker_app).resolve()) if args.worker_app else None
+    peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; valid: {', '.join(PEERS)}, none")
+    if any(p.startswith("quix") for p in peers) and _version("quixstreams") is None:
+        parser.error("the quix peers need Quix Streams: pip install -e '.[bench]'")
+    # aiokafka logs each NotLeaderForPartition retry right after topic creation; they are harmless
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    before = machine.before_run(args.wait_quiet)
+
+    # production's flush policy: the test broker fsyncs every message, Kafka leaves that to the OS
+    with brokers.kafka(args.broker) as kafka:
+        result = measure(args, peers, kafka, before)
+    throughput, latency = result["throughput"], result["latency"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, out.with_suffix(".png"))

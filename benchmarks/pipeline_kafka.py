@@ -5,28 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.pipeline_records import (  # noqa: E402
+from benchmarks.pipeline_records import (
     BALANCE_FIELDS,
     PARTITIONS,
     PROVIDER_ORDER,
-    _uid,
     balance_key_of,
     bench_secrets,
-    payload,
-    signed,
+    delivery,
+    uid,
 )
 
 
-async def _produce_raw(
+async def produce_raw(
     broker: str, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
 ) -> None:
     from aiokafka import AIOKafkaProducer
@@ -65,7 +59,7 @@ async def _partitions(broker: str, topics: list[str]) -> dict[str, list[int]]:
         await admin.close()
 
 
-async def _offsets(broker: str, topics: list[str]) -> dict[str, tuple[int, int]]:
+async def topic_offsets(broker: str, topics: list[str]) -> dict[str, tuple[int, int]]:
     """(sum of beginning offsets, sum of end offsets) per topic (missing topic: (0, 0))."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -87,7 +81,7 @@ async def _offsets(broker: str, topics: list[str]) -> dict[str, tuple[int, int]]
         await consumer.stop()
 
 
-async def _time_span(broker: str, topics: list[str]) -> tuple[float, float]:
+async def time_span(broker: str, topics: list[str]) -> tuple[float, float]:
     """(earliest first-record timestamp, latest last-record timestamp) over topics, epoch s.
 
     The last record is looked for among a partition's last few offsets: written in Kafka
@@ -177,7 +171,7 @@ async def _log_append_time(broker: str, topics: list[str], compacted: set[str]) 
         await admin.close()
 
 
-async def _ceiling(broker: str, src: str, dst: str) -> dict[str, Any]:
+async def run_ceiling(broker: str, src: str, dst: str) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from connector.avro import default_codec
@@ -242,17 +236,17 @@ def latency_deliveries(
     """One signed delivery per fresh member, providers in turn: (provider, body, headers, key of
     its balance record)."""
     secrets = bench_secrets(work)
-    wix_site = _uid("site", run)
+    wix_site = uid("site", run)
     out = []
     for i in range(int(rate * duration)):
         provider = PROVIDER_ORDER[i % len(PROVIDER_ORDER)]
-        body, headers = signed(provider, payload(provider, run, i, 0, wix_site), secrets)
+        d = delivery(provider, run, i, 0, wix_site, secrets)
         # matched by the key its balance record has (the account key), reported by member key
-        out.append((provider, body, headers, balance_key_of(provider, body, headers)))
+        out.append((provider, d.body, d.headers, balance_key_of(provider, d.body, d.headers)))
     return out
 
 
-async def _send(
+async def send_open_loop(
     url: str, rate: float, deliveries: list[tuple[str, bytes, dict[str, str], str]]
 ) -> tuple[list[list[Any]], float]:
     import aiohttp
@@ -268,6 +262,7 @@ async def _send(
         async def one(i: int, scheduled: float) -> None:
             provider, body, headers, key = deliveries[i]
             sent = time.time()
+            status: int | str
             try:
                 async with http.post(f"{url}/webhooks/{provider}", data=body, headers=headers) as r:
                     await r.read()
@@ -288,7 +283,7 @@ async def _send(
     return rows, start
 
 
-async def _watch(broker: str, topic: str) -> dict[str, list[float]]:
+async def watch_first_records(broker: str, topic: str) -> dict[str, list[float]]:
     """Until SIGTERM: when each key's first record arrived, and its Kafka timestamp."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -321,7 +316,7 @@ async def _watch(broker: str, topic: str) -> dict[str, list[float]]:
     return seen
 
 
-async def _restore_ceiling(broker: str, topic: str, db_dir: Path) -> dict[str, Any]:
+async def run_restore_ceiling(broker: str, topic: str, db_dir: Path) -> dict[str, Any]:
     """What Faust's table recovery does, minus Faust: read the changelog from its beginning to
     its end offsets and write each partition's records into its own RocksDB (raw mode, write
     batches), as `faust.stores.rocksdb.Store.apply_changelog_batch` does."""
@@ -377,7 +372,7 @@ async def _restore_ceiling(broker: str, topic: str, db_dir: Path) -> dict[str, A
     }
 
 
-async def _final_balances(broker: str, topic: str) -> dict[str, tuple[str, ...]]:
+async def final_balances(broker: str, topic: str) -> dict[str, tuple[str, ...]]:
     """Last record per key of a balances topic, as the BALANCE_FIELDS values (tombstone: gone)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 

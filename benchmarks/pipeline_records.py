@@ -4,20 +4,17 @@ as raw-topic records (benchmarks/pipeline.py)."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from connector import raw
+from connector.kit import payloads
+from connector.providers import PROVIDERS, DecodeContext
 
-from connector.providers import PROVIDERS  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 PROVIDER_ORDER = ("gameball", "open_loyalty", "voucherify", "wix")
 PARTITIONS = 8
 TARGET_SHARE_OF_CEILING = 0.50
@@ -59,7 +56,7 @@ def _iso(t: datetime) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _uid(*parts: object) -> str:
+def uid(*parts: object) -> str:
     return str(uuid.uuid5(NS, ":".join(str(p) for p in parts)))
 
 
@@ -70,13 +67,11 @@ def payload(provider: str, run: str, member: int, seq: int, wix_site: str) -> di
     revision, so each derives a movement; deltas (Open Loyalty, Voucherify) carry fresh
     movement ids, so none is deduplicated away.
     """
-    from tests.integration import harness as h
-
     at = _iso(BASE_TIME + timedelta(minutes=seq, seconds=member % 60))
     step = 5 + (member * 7 + seq * 3) % 50
     total = sum(5 + (member * 7 + k * 3) % 50 for k in range(seq + 1))
     if provider == "gameball":
-        return h.gb_profile(
+        return payloads.gb_profile(
             f"gb-{run}-{member}",
             at,
             activated=total,
@@ -85,23 +80,23 @@ def payload(provider: str, run: str, member: int, seq: int, wix_site: str) -> di
             tier_order=2 if seq >= 5 else 1,
         )
     if provider == "open_loyalty":
-        customer = _uid("ol", run, member)
-        transfer = _uid("olt", run, member, seq)
+        customer = uid("ol", run, member)
+        transfer = uid("olt", run, member, seq)
         if seq % 2 == 0:
-            return h.ol_points_transfer(customer, transfer, step, at)
-        return h.ol_points_changed(customer, transfer, step, "add", total, at)
+            return payloads.ol_points_transfer(customer, transfer, step, at)
+        return payloads.ol_points_changed(customer, transfer, step, "add", total, at)
     if provider == "voucherify":
         customer = f"cust_{run}{member}"
         event_id, tx = f"evvou_{run}{member}x{seq}", f"vtx_{run}{member}x{seq}"
-        make = h.vf_transaction_created if seq % 2 == 0 else h.vf_points_added
+        make = payloads.vf_transaction_created if seq % 2 == 0 else payloads.vf_points_added
         return make(customer, event_id, tx, "POINTS_ADDITION", step, total, at)
     if provider == "wix":
         kind = "account_points_updated" if seq % 2 == 0 else "account_updated"
-        return h.wix_account(
+        return payloads.wix_account(
             f"wix.loyalty.v1.{kind}",
             wix_site,
-            _uid("wix", run, member),
-            _uid("wixe", run, member, seq),
+            uid("wix", run, member),
+            uid("wixe", run, member, seq),
             at,
             revision=seq + 1,
             balance=total,
@@ -110,11 +105,18 @@ def payload(provider: str, run: str, member: int, seq: int, wix_site: str) -> di
     raise ValueError(provider)
 
 
-def signed(
-    provider: str, body: dict[str, Any], secrets: dict[str, dict[str, str]]
-) -> tuple[bytes, dict[str, str]]:
-    """Exact bytes and HTTP headers as the provider would send them (Wix: an RS256 JWT)."""
-    return PROVIDERS[provider].sign(json.dumps(body).encode(), secrets[provider])
+def delivery(
+    provider: str,
+    run: str,
+    member: int,
+    seq: int,
+    wix_site: str,
+    secrets: dict[str, dict[str, str]],
+) -> payloads.Delivery:
+    """`payload` signed as the provider would send it (exact bytes and headers; Wix: an RS256
+    JWT) with `secrets` (`bench_secrets`)."""
+    body = payload(provider, run, member, seq, wix_site)
+    return payloads.sign(provider, body, secrets=secrets[provider])
 
 
 def kafka_record(
@@ -125,8 +127,6 @@ def kafka_record(
     p = PROVIDERS[provider]
     lower = {k.lower(): v for k, v in http_headers.items()}
     key = p.delivery_id(body, lower) or request_id
-    from connector import raw
-
     headers = raw.raw_headers(
         provider=provider,
         tenant=None,
@@ -140,54 +140,59 @@ def kafka_record(
 
 
 def bench_secrets(work: Path) -> dict[str, dict[str, str]]:
-    """The test secrets (one Wix key pair per run), shared with children through a file."""
+    """The providers' test secrets (one Wix key pair per run), shared with children through a
+    file."""
     path = work / "secrets.json"
     if path.exists():
         data: dict[str, dict[str, str]] = json.loads(path.read_text())
         return data
-    from tests.support import test_secrets
-
-    secrets = test_secrets()
+    secrets = payloads.secrets()
     path.write_text(json.dumps(secrets))
     return secrets
 
 
 def bridge_secret_env() -> dict[str, str]:
-    """The bridge's CONNECTOR_* secrets: the test suite's, the ones `bench_secrets` signs with."""
-    from tests.support import test_env
-
-    return test_env()
+    """The bridge's CONNECTOR_* secrets: the providers' test secrets, which `bench_secrets`
+    signs with."""
+    return payloads.secret_env()
 
 
 def balance_key_of(provider: str, body: bytes, headers: dict[str, str]) -> str:
     """The balances-topic key of a delivery's first event: its account key (a Voucherify
     member's balance is kept per loyalty card: `voucherify:default/camp_loyalty:cust_…`)."""
-    from connector.providers import DecodeContext
-
     lower = {k.lower(): v for k, v in headers.items()}
     return PROVIDERS[provider].decode(body, lower, DecodeContext())[0].account_key
 
 
 def member_key_of(provider: str, body: bytes, headers: dict[str, str]) -> list[str]:
     """Member keys of the events a delivery decodes to (checks the body is valid, too)."""
-    from connector.providers import DecodeContext
-
     lower = {k.lower(): v for k, v in headers.items()}
     events = PROVIDERS[provider].decode(body, lower, DecodeContext())
     return [e.member_key for e in events]
 
 
+def records_setup(n: int, members: int, per_provider: dict[str, int]) -> dict[str, Any]:
+    """What a result file's `setup` says about the raw records (`make_raw_records`)."""
+    return {
+        "partitions": PARTITIONS,
+        "raw_records": n,
+        "members": members,
+        "per_provider": per_provider,
+    }
+
+
 def make_raw_records(
     n: int, members: int, run: str, secrets: dict[str, dict[str, str]]
 ) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], dict[str, int]]:
-    wix_site = _uid("site", run)
+    wix_site = uid("site", run)
     records = []
     per_provider = dict.fromkeys(PROVIDER_ORDER, 0)
     checked = dict.fromkeys(PROVIDER_ORDER, 0)
     for r in range(n):
         member, seq = r % members, r // members
         provider = PROVIDER_ORDER[member % len(PROVIDER_ORDER)]
-        body, headers = signed(provider, payload(provider, run, member, seq, wix_site), secrets)
+        d = delivery(provider, run, member, seq, wix_site, secrets)
+        body, headers = d.body, d.headers
         if checked[provider] < 40:  # a sample of each provider must decode to events
             checked[provider] += 1
             if not member_key_of(provider, body, headers):

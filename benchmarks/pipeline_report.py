@@ -3,38 +3,36 @@
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.pipeline_records import (  # noqa: E402
+from benchmarks.pipeline_records import (
     PEER_LABELS,
     TARGET_P99_MS,
     TARGET_RECOVERY_PER_S,
     TARGET_SHARE_OF_CEILING,
 )
+from connector.kit import charts
 
 
-def _count(items: Any) -> dict[str, int]:
+def count(items: Any) -> dict[str, int]:
+    """How often each item occurs."""
     out: dict[str, int] = {}
     for x in items:
         out[x] = out.get(x, 0) + 1
     return out
 
 
-def _quantiles(xs: list[float], n: int) -> list[float]:
+def quantiles(xs: list[float], n: int) -> list[float]:
+    """The `n + 1` quantiles 0, 1/n, ..., 1 of `xs` (seconds), in ms."""
     s = sorted(xs)
     if not s:
         return []
     return [round(s[min(len(s) - 1, int(i / n * len(s)))] * 1000, 2) for i in range(n + 1)]
 
 
-def _by_second(points: list[tuple[float, float]], t0: float) -> list[list[float]]:
+def by_second(points: list[tuple[float, float]], t0: float) -> list[list[float]]:
+    """The values of `(at, value)` points, by whole second since `t0`."""
     out: list[list[float]] = []
     for at, value in points:
         i = max(0, int(at - t0))
@@ -44,27 +42,30 @@ def _by_second(points: list[tuple[float, float]], t0: float) -> list[list[float]
     return out
 
 
-def _pct(xs: list[float], p: float) -> float:
+def pct(xs: list[float], p: float) -> float:
+    """The `p` quantile of `xs` (seconds), in ms; NaN for none."""
     if not xs:
         return float("nan")
     s = sorted(xs)
     return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 2)
 
 
-_RESTORE = re.compile(r"Restoring state from changelog topics|Done reading from changelog topics")
-
-
 def chart(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tp, ce = result["throughput"], result["ceiling"]
-    lat_points, rec = result["latency"], result["recovery"]
+    """The result as a PNG at `path`: throughput, progress, latency, recovery (and peers)."""
     peers = result.get("peers") or {}
-    fig, axes = plt.subplots(3 if peers else 2, 2, figsize=(12, 12.4 if peers else 8.2))
-    ax = axes[0][0]
+    rows = 3 if peers else 2
+    with charts.figure(path, rows, 2, figsize=(12, 12.4 if peers else 8.2)) as (fig, axes):
+        _throughput_panel(result, axes[0][0])
+        _progress_panel(result["throughput"], axes[0][1])
+        _latency_panel(result["latency"], axes[1][0])
+        _recovery_panel(result["recovery"], axes[1][1])
+        if peers:
+            _peer_panels(result, axes[2][0], axes[2][1])
+        fig.suptitle(result["chart_title"], fontsize=10)
+
+
+def _throughput_panel(result: dict[str, Any], ax: Any) -> None:
+    tp, ce = result["throughput"], result["ceiling"]
     names = [
         "worker, first balance\n→ all applied",
         "worker, first event\n→ all applied",
@@ -90,7 +91,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"throughput, {tp['raw']:,} raw webhooks, 4 providers", fontsize=10)
     ax.legend(fontsize=8)
 
-    ax = axes[0][1]
+
+def _progress_panel(tp: dict[str, Any], ax: Any) -> None:
     prog = [p for p in tp["progress"] if p[0] >= -2]
     ax.plot([p[0] for p in prog], [p[1] for p in prog], label="raw normalized")
     ax.plot([p[0] for p in prog], [p[2] for p in prog], label="events produced")
@@ -101,7 +103,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ax.set_title("worker progress", fontsize=10)
     ax.legend(fontsize=8)
 
-    ax = axes[1][0]
+
+def _latency_panel(lat_points: list[dict[str, Any]], ax: Any) -> None:
     for i, point in enumerate(lat_points):
         xs = point["latency_cdf_ms"]
         if not xs:
@@ -118,9 +121,10 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("fraction of webhooks")
     ax.set_title("latency through bridge + worker (open loop, fresh member each)", fontsize=10)
     ax.legend(fontsize=8)
-    ax.grid(True, alpha=0.3)
+    charts.grid(ax)
 
-    ax = axes[1][1]
+
+def _recovery_panel(rec: dict[str, Any], ax: Any) -> None:
     rc = rec.get("restore_ceiling") or {}
     net = rec.get("records_per_s_net_of_empty_start", rec["records_per_s"])
     restore_s = rec.get("bulk_restore_s")
@@ -151,12 +155,6 @@ def chart(result: dict[str, Any], path: Path) -> None:
         f"table recovery: {net:,.0f} records/s net of start-up (target {TARGET_RECOVERY_PER_S:,})",
         fontsize=10,
     )
-    if peers:
-        _peer_panels(result, axes[2][0], axes[2][1])
-    fig.suptitle(result["chart_title"], fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _ours(tp: dict[str, Any]) -> tuple[float, float | None]:

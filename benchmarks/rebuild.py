@@ -4,14 +4,15 @@ next to the pipeline benchmark's worker figure.
     .venv/bin/python benchmarks/rebuild.py [--quick] [--broker host:port] [--records N]
                                            [--members M] [--runs R] [--wait-quiet 900]
 
-The raw records are the pipeline benchmark's (`benchmarks/pipeline.py` `make_raw_records`: all
-four providers, distinct members, amounts and revisions, signed as each provider would, with
-the headers the bridge writes, `kafka_record`), produced once to the raw topic of a fresh
-prefix with 8 partitions. Each run is one `python -m connector rebuild --json --no-progress`
-child into fresh shadow names, the whole rebuild: read the raw topic to its end, normalize,
-apply, write events, ledger, tiers, balances and the members changelog (all acks=all), commit
-the shadow group, write the manifest. Records/s = raw records / the rebuild's own seconds
-(start to committed offsets; process start-up is reported apart). The median run is the figure.
+The raw records are the pipeline benchmark's (`benchmarks/pipeline_records.py`
+`make_raw_records`: all four providers, distinct members, amounts and revisions, signed as each
+provider would, with the headers the bridge writes, `kafka_record`), produced once to the raw
+topic of a fresh prefix with 8 partitions. Each run is one `python -m connector rebuild --json
+--no-progress` child into fresh shadow names, the whole rebuild: read the raw topic to its end,
+normalize, apply, write events, ledger, tiers, balances and the members changelog (all
+acks=all), commit the shadow group, write the manifest. Records/s = raw records / the rebuild's
+own seconds (start to committed offsets; process start-up is reported apart). The median run is
+the figure.
 
 Compared with `benchmarks/results/pipeline.json` (`throughput.raw_per_s`: one Faust worker over
 the same kind of records; `ceiling.raw_per_s`: a plain aiokafka consume → normalize → produce
@@ -26,7 +27,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import resource
 import shutil
 import subprocess
@@ -37,18 +37,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: the repository's root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pipeline import _other_workers, _source_state, wait_quiet  # noqa: E402
-from benchmarks.pipeline_kafka import _produce_raw, ensure  # noqa: E402
-from benchmarks.pipeline_records import PARTITIONS, bench_secrets, make_raw_records  # noqa: E402
-from connector.kit import brokers  # noqa: E402
+from benchmarks import pipeline_kafka, pipeline_records  # noqa: E402
+from connector.kit import brokers, machine  # noqa: E402
 from connector.kit.processes import child_env  # noqa: E402
 from connector.shadow import group_offsets  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = pipeline_records.RESULTS
+PARTITIONS = pipeline_records.PARTITIONS  # the pipeline benchmark's records, topics and figures
 
 
 def env_for(broker: str, prefix: str, app_id: str) -> dict[str, str]:
@@ -119,21 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, help="raw records (default 40000, quick 8000)")
     parser.add_argument("--members", type=int, help="members (default 2000, quick 1000)")
     parser.add_argument("--runs", type=int, help="rebuild runs (default 3, quick 1)")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        help="wait up to S seconds for load < 1.5 and no other `connector worker` process",
-    )
+    machine.add_wait_quiet(parser)
     parser.add_argument("--out", default=str(RESULTS / "rebuild.json"))
     args = parser.parse_args(argv)
     n = args.records or (8_000 if args.quick else 40_000)
     members = args.members or (1_000 if args.quick else 2_000)
     runs_wanted = args.runs or (1 if args.quick else 3)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    quiet = wait_quiet(args.wait_quiet) if args.wait_quiet else None
-    load_before = os.getloadavg()
-    others_before = _other_workers()
+    before = machine.before_run(args.wait_quiet)
 
     run = uuid.uuid4().hex[:6]
     prefix, app_id = f"rb{run}", f"rb-bench-{run}"
@@ -142,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         broker = kafka.bootstrap
         work = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
         try:
-            secrets = bench_secrets(work)
+            secrets = pipeline_records.bench_secrets(work)
             print(f"generating {n} signed webhooks for {members} members ...", flush=True)
-            records, per_provider = make_raw_records(n, members, run, secrets)
-            ensure(broker, prefix)
-            asyncio.run(_produce_raw(broker, f"{prefix}.webhooks.raw", records))
+            records, per_provider = pipeline_records.make_raw_records(n, members, run, secrets)
+            pipeline_kafka.ensure(broker, prefix)
+            asyncio.run(pipeline_kafka.produce_raw(broker, f"{prefix}.webhooks.raw", records))
             del records
             # a new broker creates its offsets topic on the first group request: not the rebuild's
             asyncio.run(group_offsets(broker, f"{app_id}-warmup"))
@@ -175,24 +167,17 @@ def main(argv: list[str] | None = None) -> int:
         comparison["rebuild_vs_ceiling"] = round(
             median["records_per_s"] / pipeline["ceiling_raw_per_s"], 2
         )
+    setup = {
+        **brokers.setup(kafka),
+        **pipeline_records.records_setup(n, members, per_provider),
+        "rebuild": "one `python -m connector rebuild --json --no-progress` per run, "
+        "CONNECTOR_DEDUPE_MEMORY default (1000), single-object Avro",
+        **machine.conditions(before, quick=args.quick),
+    }
     result = {
         "benchmark": "rebuild",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "setup": {
-            **brokers.setup(kafka),
-            "partitions": PARTITIONS,
-            "raw_records": n,
-            "members": members,
-            "per_provider": per_provider,
-            "rebuild": "one `python -m connector rebuild --json --no-progress` per run, "
-            "CONNECTOR_DEDUPE_MEMORY default (1000), single-object Avro",
-            "source": _source_state(),
-            "quick": args.quick,
-            "load_before": [round(x, 2) for x in load_before],
-            "load_after": [round(x, 2) for x in os.getloadavg()],
-            "other_connector_workers_before": others_before,
-            "quiet_wait": quiet,
-        },
+        "when": machine.when(),
+        "setup": setup,
         "runs": runs,
         "records_per_s": median["records_per_s"],
         "runs_records_per_s": [r["records_per_s"] for r in runs],

@@ -11,12 +11,11 @@ import logging
 import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from connector.embedded import free_port, stop_process, wait_for_kafka
+from connector.embedded import LocalServer, fetch_with_maven, fetched, free_port, settle
 from connector.errors import BrokerError
 from connector.resources import kafka_pom
 
@@ -76,44 +75,25 @@ def cache_dir() -> Path:
 def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     """The directory of the broker's jars, fetched with Maven on first use (then cached)."""
     libs = cache_dir() / "libs"
-    marker = libs / ".complete"
-    if marker.exists():
+    if fetched(libs):
         return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError("Maven (`mvn`) is needed once to fetch Apache Kafka's jars; install it")
-    work = cache_dir()
-    work.mkdir(parents=True, exist_ok=True)
-    pom = work / "pom.xml"
-    pom.write_text(POM.read_text().replace("@KAFKA_VERSION@", version))
-    tmp = work / "libs.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    log.info("fetching Apache Kafka %s jars from Maven Central into %s", version, libs)
-    proc = subprocess.run(
-        [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={tmp}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    pom = cache_dir() / "pom.xml"
+    partial = fetch_with_maven(
+        cache_dir(),
+        ["-f", str(pom), "dependency:copy-dependencies"],
+        "libs.partial",
+        what=f"Apache Kafka {version} jars",
+        missing="Maven (`mvn`) is needed once to fetch Apache Kafka's jars; install it",
+        produced="kafka_2.13-*.jar",
+        files={pom.name: POM.read_text().replace("@KAFKA_VERSION@", version)},
     )
-    if proc.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
-        tail = (proc.stdout + proc.stderr)[-2000:]
-        raise BrokerError(f"could not fetch Apache Kafka {version} jars with Maven:\n{tail}")
-    shutil.rmtree(libs, ignore_errors=True)
-    tmp.rename(libs)
-    marker.write_text(version)
-    return libs
+    return settle(partial, libs, version)
 
 
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """One KRaft node on free loopback ports; stop() and start() again keep its data and ports."""
+
+    log_name = "kafka.log"
 
     def __init__(
         self,
@@ -124,22 +104,16 @@ class KafkaBroker:
     ) -> None:
         """`properties`: server.properties set over SERVER_PROPERTIES (a new key is added); a
         None value leaves the key out, so the broker's own default applies."""
-        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="kafka-"))
-        self.port = free_port()
+        super().__init__(work_dir, "kafka-")
         self.controller_port = free_port()
         self.heap = heap
         self.properties = dict(properties or {})
         self.version = KAFKA_VERSION
-        self.proc: subprocess.Popen[bytes] | None = None
         self._formatted = False
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.work_dir / "kafka.log"
+        return self.address
 
     def _java(self) -> str:
         java = shutil.which("java")
@@ -198,25 +172,8 @@ class KafkaBroker:
             if fmt.returncode != 0:
                 raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
             self._formatted = True
-        out = open(self.work_dir / "kafka.stdout", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            self._cmd(libs, "kafka.Kafka", str(props)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        out.close()
-        try:
-            wait_for_kafka(
-                self.bootstrap,
-                timeout,
-                alive=lambda: self.proc is not None and self.proc.poll() is None,
-            )
-        except BrokerError as exc:
-            self.stop()
-            raise BrokerError(
-                f"Apache Kafka {self.version} did not start: {exc}\n{self.tail_log()}"
-            ) from None
+        self._spawn(self._cmd(libs, "kafka.Kafka", str(props)), self.work_dir / "kafka.stdout")
+        self._wait_for_kafka(timeout, f"Apache Kafka {self.version} did not start")
         log.info("Apache Kafka %s ready at %s", self.version, self.bootstrap)
 
     def tail_log(self, n: int = 30) -> str:
@@ -227,16 +184,7 @@ class KafkaBroker:
         return "\n".join(lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        proc, self.proc = self.proc, None
-        stop_process(proc, sig, timeout)
+        self._halt(sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.work_dir, ignore_errors=True)

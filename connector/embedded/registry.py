@@ -15,13 +15,12 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from connector.embedded import free_port, stop_process
+from connector.embedded import LocalServer, fetch_with_maven, fetched, settle
 from connector.errors import BrokerError
 from connector.settings import process_env
 
@@ -44,72 +43,48 @@ def cache_dir(version: str = APICURIO_VERSION) -> Path:
 def fetch_registry(version: str = APICURIO_VERSION) -> Path:
     """The unpacked app directory (with `*-runner.jar`), fetched with Maven on first use."""
     app = cache_dir(version) / "app"
-    marker = app / ".complete"
-    if marker.exists():
+    if fetched(app):
         return app
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RegistryStartError(
-            "Maven (`mvn`) is needed once to fetch Apicurio Registry from Maven Central"
-        )
     work = cache_dir(version)
-    work.mkdir(parents=True, exist_ok=True)
-    download = work / "download"
-    shutil.rmtree(download, ignore_errors=True)
-    log.info("fetching Apicurio Registry %s from Maven Central into %s", version, work)
-    proc = subprocess.run(
-        [
-            mvn,
-            "-q",
-            "-B",
-            "dependency:copy",
-            f"-Dartifact={ARTIFACT.format(version=version)}",
-            f"-DoutputDirectory={download}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=work,
+    download = fetch_with_maven(
+        work,
+        ["dependency:copy", f"-Dartifact={ARTIFACT.format(version=version)}"],
+        "download",
+        what=f"Apicurio Registry {version}",
+        missing="Maven (`mvn`) is needed once to fetch Apicurio Registry from Maven Central",
+        produced="*.tar.gz",
+        error=RegistryStartError,
     )
-    archives = list(download.glob("*.tar.gz"))
-    if proc.returncode != 0 or not archives:
-        tail = (proc.stdout + proc.stderr)[-2000:]
-        raise RegistryStartError(f"could not fetch Apicurio Registry {version} with Maven:\n{tail}")
+    archive = next(download.glob("*.tar.gz"))
     partial = work / "app.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(archives[0]) as tar:
+    with tarfile.open(archive) as tar:
         tar.extractall(partial, filter="data")
     if not any(partial.glob("*-runner.jar")):
-        raise RegistryStartError(f"{archives[0].name} holds no *-runner.jar")
-    shutil.rmtree(app, ignore_errors=True)
-    partial.rename(app)
+        raise RegistryStartError(f"{archive.name} holds no *-runner.jar")
+    settle(partial, app, version)
     shutil.rmtree(download, ignore_errors=True)
-    marker.write_text(version)
     return app
 
 
-class ApicurioRegistry:
+class ApicurioRegistry(LocalServer):
     """One in-memory Apicurio Registry on a free loopback port."""
 
+    log_name = "registry.log"
+
     def __init__(self, work_dir: Path | None = None, *, heap: str = "384m") -> None:
-        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="apicurio-"))
-        self.port = free_port()
+        super().__init__(work_dir, "apicurio-")
         self.heap = heap
         self.version = APICURIO_VERSION
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}"
 
     @property
     def url(self) -> str:
         """The Confluent-compatible API (what CONNECTOR_SCHEMA_REGISTRY_URL points at)."""
         return self.base_url + CCOMPAT_PATH
-
-    @property
-    def log_file(self) -> Path:
-        return self.work_dir / "registry.log"
 
     def start(self, timeout: float = 90) -> None:
         app = fetch_registry(self.version)
@@ -125,9 +100,8 @@ class ApicurioRegistry:
             "QUARKUS_LOG_LEVEL": "WARN",
             "QUARKUS_HTTP_ACCESS_LOG_ENABLED": "false",
         }
-        out = open(self.log_file, "ab")  # noqa: SIM115 - closed with the process
         started = time.monotonic()
-        self.proc = subprocess.Popen(
+        proc = self._spawn(
             [
                 java,
                 f"-Xmx{self.heap}",
@@ -137,18 +111,15 @@ class ApicurioRegistry:
                 "-jar",
                 str(runner),
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.work_dir,
+            self.log_file,
             env=env,
-            start_new_session=True,
+            cwd=self.work_dir,
+            stdin=subprocess.DEVNULL,
         )
-        out.close()
         deadline = started + timeout
         while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
+            if proc.poll() is not None:
+                code = proc.returncode
                 self.proc = None
                 raise RegistryStartError(
                     f"Apicurio Registry {self.version} exited ({code}) while starting:\n"
@@ -177,19 +148,5 @@ class ApicurioRegistry:
         except (urllib.error.URLError, OSError):
             return False
 
-    def tail_log(self, n: int = 40) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-n:])
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, timeout: float = 20) -> None:
-        proc, self.proc = self.proc, None
-        stop_process(proc, signal.SIGTERM, timeout)
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._halt(signal.SIGTERM, timeout)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import tempfile
 from pathlib import Path
 
-from connector.embedded import free_port, stop_process, wait_for_kafka
+from connector.embedded import LocalServer
 from connector.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -32,52 +30,43 @@ def tansu_binary() -> str:
         raise BrokerError(f"no usable Tansu binary: {exc}") from None
 
 
-class TansuBroker:
+class TansuBroker(LocalServer):
+    log_name = "tansu.log"
+
     def __init__(self, port: int | None = None, log_dir: Path | None = None) -> None:
-        self.port = port or free_port()
-        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="tansu-"))
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log_dir, "tansu-", port)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.address
 
-    @property
-    def log_file(self) -> Path:
-        return self.log_dir / "tansu.log"
+    def tail_log(self, n: int = 40) -> str:
+        """The end of its log (its last 1,500 characters)."""
+        return self.log_file.read_text(errors="replace")[-1500:] if self.log_file.exists() else ""
 
     def start(self, timeout: float = 30) -> None:
         binary = tansu_binary()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
-        self.proc = subprocess.Popen(
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self._spawn(
             [
                 binary,
                 "broker",
                 "--listener-url",
-                f"tcp://127.0.0.1:{self.port}",
+                listener,
                 "--advertised-listener-url",
-                f"tcp://127.0.0.1:{self.port}",
+                listener,
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.log_file,
         )
-        out.close()
-        try:
-            wait_for_kafka(
-                self.bootstrap,
-                timeout,
-                alive=lambda: self.proc is not None and self.proc.poll() is None,
-            )
-        except BrokerError as exc:
-            self.stop()
-            tail = self.log_file.read_text(errors="replace")[-1500:]
-            raise BrokerError(f"embedded broker did not start: {exc}\n{tail}") from None
+        self._wait_for_kafka(timeout, "embedded broker did not start")
         log.info("embedded broker (Tansu, memory-only) ready at %s", self.bootstrap)
 
     def stop(self, timeout: float = 10) -> None:
-        proc, self.proc = self.proc, None
-        stop_process(proc, signal.SIGTERM, timeout)
+        self._halt(signal.SIGTERM, timeout)

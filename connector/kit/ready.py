@@ -48,18 +48,20 @@ def wait_http(
     watch: Iterable[Watched] = (),
     cancelled: Callable[[], bool] | None = None,
     interval: float = 0.25,
+    request_timeout: float = 2.0,
 ) -> float:
     """Block until GET `url` answers 200; the epoch time it first did.
 
-    NotReady after `timeout` seconds, as soon as a `watch`ed process exits (with its log tail),
-    or once `cancelled()` is true.
+    Polled every `interval` seconds, each GET given up after `request_timeout`. NotReady after
+    `timeout` seconds, as soon as a `watch`ed process exits (with its log tail), or once
+    `cancelled()` is true.
     """
     watched = list(watch)
     deadline = time.monotonic() + timeout
     while True:
         if cancelled is not None and cancelled():
             raise NotReady(f"stopped waiting for {url}")
-        status, _ = http_get(url)
+        status, _ = http_get(url, request_timeout)
         if status == 200:
             return time.time()
         for child in watched:

@@ -196,7 +196,7 @@ def raw_records(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     )
     pipeline_kafka.ensure(kafka.bootstrap, prefix)
     raw_topic = f"{prefix}.webhooks.raw"
-    asyncio.run(pipeline_kafka._produce_raw(kafka.bootstrap, raw_topic, records))
+    asyncio.run(pipeline_kafka.produce_raw(kafka.bootstrap, raw_topic, records))
     reference = _reference_balances(records)
     assert len(reference) == members
     return {"topic": raw_topic, "n": n, "reference": reference}
@@ -216,7 +216,7 @@ def test_worker_peer_ends_in_the_balances_of_the_ledger_rules(
     assert report["complete"] and report["raw"] == n
     assert report["applied"] == report["events"] >= n and report["dead_letters"] == 0
     balances = asyncio.run(
-        pipeline_kafka._final_balances(kafka.bootstrap, f"{topic_prefix}.balances")
+        pipeline_kafka.final_balances(kafka.bootstrap, f"{topic_prefix}.balances")
     )
     check = pipeline_kafka.compare_balances(raw_records["reference"], balances)
     assert check["equal"], check

@@ -5,6 +5,9 @@ from __future__ import annotations
 import http.server
 import math
 import os
+import re
+import shutil
+import socket
 import sys
 import threading
 import time
@@ -14,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from connector.embedded import LocalServer, fetch_with_maven, fetched, settle
 from connector.embedded.kafka import PRODUCTION_FLUSH, KafkaBroker
-from connector.errors import VerificationError
-from connector.kit import brokers, charts, payloads
+from connector.errors import BrokerError, VerificationError
+from connector.kit import brokers, charts, machine, payloads
 from connector.kit.processes import Child, ChildError, child_env, cpu_seconds, stop_all
 from connector.kit.ready import NotReady, http_get, wait_http
 from connector.providers import PROVIDERS, DecodeContext
@@ -49,6 +53,50 @@ def test_broker_properties_are_set_added_or_left_to_kafkas_default(tmp_path: Pat
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
+
+
+class Exits(LocalServer):
+    """A "server" that prints a line and exits, like a broker with a bad configuration."""
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(python("print('bad listener'); raise SystemExit(1)"), self.log_file)
+        self._wait_for_kafka(30, "the test server did not start")
+
+
+def test_a_local_server_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:
+    server = Exits(tmp_path / "server", "unused-")
+    started = time.monotonic()
+    with pytest.raises(BrokerError, match="the test server did not start: .*exited") as err:
+        server.start()
+    assert time.monotonic() - started < 20
+    assert "bad listener" in str(err.value)  # the log tail comes with the error
+    assert server.proc is None and not server.running
+    server.cleanup()
+    assert not server.work_dir.exists()
+
+
+def test_a_maven_fetch_needs_maven_and_is_settled_once_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(BrokerError, match="^install Maven$"):
+        fetch_with_maven(
+            tmp_path,
+            ["dependency:copy"],
+            "out",
+            what="x",
+            missing="install Maven",
+            produced="*.jar",
+        )
+    folder, partial = tmp_path / "libs", tmp_path / "libs.partial"
+    (folder / "old").mkdir(parents=True)
+    partial.mkdir()
+    (partial / "a.jar").write_text("jar")
+    assert not fetched(folder)
+    assert settle(partial, folder, "1.2.3") == folder
+    assert fetched(folder) and not partial.exists() and not (folder / "old").exists()
+    assert (folder / "a.jar").read_text() == "jar"
 
 
 def wait_for_line(child: Child, text: str, timeout: float = 20) -> None:
@@ -161,6 +209,17 @@ def test_wait_http_gives_up_when_the_child_exits_with_its_log(tmp_path: Path) ->
     assert "bad config: CONNECTOR_X" in str(err.value)
 
 
+def test_wait_http_gives_up_each_get_after_its_request_timeout() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/readyz"
+        started = time.monotonic()
+        with pytest.raises(NotReady, match="last: no answer"):
+            wait_http(url, 0.3, interval=0.01, request_timeout=0.1)
+        assert time.monotonic() - started < 1.5  # not the default 2 s per GET
+
+
 def test_wait_http_times_out_or_is_cancelled(server: tuple[str, list[int]]) -> None:
     url, statuses = server
     statuses += [503] * 1000
@@ -168,6 +227,51 @@ def test_wait_http_times_out_or_is_cancelled(server: tuple[str, list[int]]) -> N
         wait_http(url, 0.2, interval=0.05)
     with pytest.raises(NotReady, match="stopped waiting"):
         wait_http(url, 10, cancelled=lambda: True)
+
+
+def test_other_workers_are_counted_by_their_command_line(tmp_path: Path) -> None:
+    marker = f"kit-test-worker-{os.getpid()}"
+    assert machine.other_workers(marker) == 0
+    child = Child(
+        "marked", [*python("import time; time.sleep(60)"), marker], None, tmp_path / "m.log"
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while machine.other_workers(marker) != 1:
+            assert time.monotonic() < deadline, child.log_tail()
+            time.sleep(0.05)
+    finally:
+        child.stop(5, check=False)
+    assert machine.other_workers(marker) == 0
+
+
+def test_wait_quiet_waits_at_most_its_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    assert machine.wait_quiet(0)["waited_s"] == 0.0
+    never_quiet = machine.wait_quiet(0.2, load_max=-1, interval=0.1)
+    assert never_quiet["waited_s"] == pytest.approx(0.2)
+    assert set(never_quiet) == {"waited_s", "load1", "other_workers"}
+    assert "waiting for a quiet machine" in capsys.readouterr().out
+
+
+def test_a_result_says_which_source_it_measured_and_how_busy_the_machine_was(
+    tmp_path: Path,
+) -> None:
+    assert re.fullmatch(r"[0-9a-f]{40}", machine.source_state()["commit"])
+    outside = machine.source_state(tmp_path)  # no checkout: nothing to tell
+    assert outside == {"commit": "", "uncommitted_in_connector": []}
+    before = machine.before_run()
+    assert before.quiet_wait is None and len(before.load) == 3
+    got = machine.conditions(before, quick=True, root=tmp_path)
+    assert list(got) == [
+        "source",
+        "quick",
+        "load_before",
+        "load_after",
+        "other_connector_workers_before",
+        "quiet_wait",
+    ]
+    assert got["quick"] is True and got["quiet_wait"] is None
+    assert got["other_connector_workers_before"] == before.other_workers
 
 
 def samples() -> dict[str, Any]:
