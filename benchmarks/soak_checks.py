@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 
 from benchmarks.soak_faults import SPOOL_METRICS, Fault, Soak
-from benchmarks.soak_workload import Item, Member, Workload
+from benchmarks.soak_workload import OVERFLOW_CHANGE, Item, Member, Workload
 from connector.avro import default_codec
 from connector.inspect import read_to_end
-from connector.models import DEFAULT_ACCOUNT, account_key
+from connector.models import DEFAULT_ACCOUNT, DeadLetter, LoyaltyEvent, account_key
 
 # ---------------------------------------------------------------------------------------------
 # Kafka reading
@@ -116,6 +116,19 @@ def _phase(kind: str, movement_id: str) -> str:
     return movement_id
 
 
+def overflow_movement(d: DeadLetter, workload: Workload, codec: Any) -> str | None:
+    """The pointsTransferId of the run's overflowing delivery if `d` is the ledger's dead letter
+    of it (stage `ledger`, out of range; its raw is the events-topic record), else None."""
+    if d.stage != "ledger" or "out of range" not in d.error_message or not d.raw:
+        return None
+    try:
+        event: LoyaltyEvent = codec.decode(d.raw, LoyaltyEvent)
+    except Exception:  # not an events-topic record: not the overflow's dead letter
+        return None
+    movement = event.movement_id
+    return movement if movement in workload.overflow.values() else None
+
+
 def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[str, Any]:
     assert soak.sender is not None
     st = soak.stack
@@ -134,7 +147,7 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     # expected (a long outage outlasts the budget): the customers they touched are left out of
     # the balance checks (their provider's account moved, the connector never heard of it; a
     # refused write may also have landed late). With the spool none may be lost.
-    valid = [it for it in items if it.kind in ("valid", "duplicate", "poison")]
+    valid = [it for it in items if it.kind in ("valid", "duplicate", "poison", "overflow")]
     lost = [it for it in valid if it.lost]
     lost_customers = {oracle[it.member].member_key for it in lost if it.member in oracle}
     excluded = (
@@ -244,9 +257,23 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
     # dead letters
     dlq = [codec.decode(r.value) for r in read_topic(bootstrap, st.topic("dlq")) if r.value]
     reasons = Counter(f"{d.stage} {d.error_class}: {d.error_message[:80]}" for d in dlq)
-    unexpected_dlq = [d for d in dlq if d.raw not in workload.poison_bodies]
+    overflow_dead = [overflow_movement(d, workload, codec) for d in dlq]  # one per dead letter
+    unexpected_dlq = [
+        d
+        for d, overflow in zip(dlq, overflow_dead, strict=True)
+        if d.raw not in workload.poison_bodies and overflow is None
+    ]
     poison_acked = {it.delivery.body for it in acked if it.kind == "poison"}
     poison_missing = len(poison_acked - {d.raw for d in dlq})
+    # the overflowing delivery: accepted by the bridge and the decoder, refused by the ledger
+    # (one dead letter of stage `ledger` naming its movement), never booked, and its member as
+    # the oracle says (the member checks above)
+    overflow_items = [it for it in items if it.kind == "overflow"]
+    overflow_acked = {workload.overflow[it.delivery.body] for it in acked if it.kind == "overflow"}
+    overflow_dead_lettered = {m for m in overflow_dead if m is not None}
+    overflow_booked = sorted(
+        e.entry_id for e in by_id.values() if e.movement_id in workload.overflow.values()
+    )
 
     forged = [it for it in items if it.kind == "forged"]
     forged_accepted = sum(1 for it in forged if it.status == 200 or it.delivery.body in raw_bodies)
@@ -283,6 +310,10 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
         "valid_deliveries_never_acknowledged": len(refused_valid),
         "unexpected_dead_letters": len(unexpected_dlq),
         "poison_deliveries_not_dead_lettered": poison_missing,
+        "overflow_deliveries_not_dead_lettered_by_ledger": len(
+            overflow_acked - overflow_dead_lettered
+        ),
+        "overflow_movements_booked": len(overflow_booked),
         "drain_timed_out": 1 if extra.get("drain_seconds") is None else 0,
     }
     spool = spool_figures(soak, items)
@@ -381,6 +412,15 @@ def scoreboard(soak: Soak, workload: Workload, extra: dict[str, Any]) -> dict[st
             "records": len(dlq),
             "poison_acknowledged": len(poison_acked),
             "reasons": dict(reasons),
+            "overflow": {
+                "sent": len(overflow_items),
+                "members": sorted({it.member for it in overflow_items if it.member}),
+                "amount_change": OVERFLOW_CHANGE,
+                "acknowledged": len(overflow_acked),
+                "dead_lettered_by_ledger": len(overflow_dead_lettered),
+                "dead_letter_records": sum(1 for m in overflow_dead if m is not None),
+                "booked_entries": overflow_booked[:20],
+            },
         },
         "latency_ms": {
             "during_faults": {"p50": percentile(during, 0.5), "p99": percentile(during, 0.99)},
@@ -492,7 +532,9 @@ def traces(
     chosen = firsts + [k for k in unique if k not in firsts]  # every flavour shown first
     for key in chosen[:limit]:
         m = oracle.get(key)
-        mine = [it for it in items if it.member == key and it.kind in ("valid", "duplicate")]
+        mine = [
+            it for it in items if it.member == key and it.kind in ("valid", "duplicate", "overflow")
+        ]
         mine.sort(key=lambda it: it.attempts[0][0] if it.attempts else 0.0)
         bodies = {it.delivery.body for it in mine}
 

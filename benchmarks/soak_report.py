@@ -91,6 +91,14 @@ def print_board(board: dict[str, Any]) -> None:
         f"{board['ledger']['re_emitted_same_entry_id']} re-emitted with the same entry_id"
     )
     print(f"dead letters: {board['dead_letters']['records']} {board['dead_letters']['reasons']}")
+    ov = board["dead_letters"].get("overflow")
+    if ov is not None:
+        print(
+            f"overflow (amountChange {ov['amount_change']}): sent {ov['sent']} to "
+            f"{', '.join(ov['members']) or '-'}, acknowledged {ov['acknowledged']}, dead-lettered "
+            f"by the ledger {ov['dead_lettered_by_ledger']} ({ov['dead_letter_records']} "
+            f"records), booked entries {len(ov['booked_entries'])}"
+        )
     lat = board["latency_ms"]
     print(
         f"bridge latency ms during faults {lat['during_faults']}, outside {lat['outside_faults']}"

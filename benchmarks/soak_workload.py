@@ -119,6 +119,17 @@ FORCED: dict[int, tuple[str, str]] = {
     120: ("ol_oss", "repeat"),
     130: ("gb_v3", "repeat"),
 }
+# The step at which the run's one overflowing delivery is sent (issue 11, finding 8): an Open
+# Loyalty amount change the decoder accepts (every value fits decimal(18, 2)) whose result the
+# ledger cannot hold. It goes to an Open Loyalty member with history, which must keep its state;
+# the oracle never counts it, and the ledger must dead-letter it (stage `ledger`).
+OVERFLOW_STEP = 33
+# The largest amountChange the decoder accepts (tests/integration/test_worker_poison.py). Added,
+# with the balance after reported as its negation and dated a year ahead (the member's newest
+# balance statement whatever the arrival order), it leaves drift (reported - computed) at
+# -(2 * this + the balance before): out of range from any balance the workload reaches, whichever
+# of the member's deliveries were applied before it.
+OVERFLOW_CHANGE = "9999999999999999.99"
 
 
 @dataclass
@@ -181,7 +192,7 @@ class Member:
 class Item:
     """One HTTP delivery to make (an attempt history is kept per item)."""
 
-    kind: str  # valid, duplicate, forged, oversized, poison
+    kind: str  # valid, duplicate, forged, oversized, poison, overflow
     delivery: Delivery
     member: str | None
     shape: str = ""
@@ -264,6 +275,8 @@ class Workload:
         )
         self.secrets = payloads.secrets()
         self.poison_bodies: set[bytes] = set()
+        # overflowing deliveries' bodies -> their pointsTransferId (the dead letter names it)
+        self.overflow: dict[bytes, str] = {}
         self.forged_bodies: set[bytes] = set()
         self.big_bodies: set[bytes] = set()
 
@@ -310,7 +323,26 @@ class Workload:
             d = sign("open_loyalty", body)
             self.poison_bodies.add(d.body)
             out.append(Item("poison", d, None))
+        if self.steps == OVERFLOW_STEP:
+            out.append(self._overflow())
         return out
+
+    def _overflow(self) -> Item:
+        """The run's overflowing delivery (see OVERFLOW_CHANGE), to an Open Loyalty legacy/Cloud
+        member's default wallet (one that has sent already if any has: the ledger holds its
+        state, which must stay as it was)."""
+        pairs = [m for m in self.members if m.flavour == "ol_pair"]
+        m = self.rng.choice([m for m in pairs if m.sent] or pairs)
+        tid = self.next_id(f"{m.customer}-overflow-")
+        ahead = (self.t0 + timedelta(days=365)).isoformat().replace("+00:00", "Z")
+        text = json.dumps(ol_points_changed(m.customer, tid, 0, "add", 0, ahead))
+        # JSON number literals written verbatim: a float would not hold 9999999999999999.99
+        for field_, value in (("amount", f"-{OVERFLOW_CHANGE}"), ("amountChange", OVERFLOW_CHANGE)):
+            assert text.count(f'"{field_}": 0,') == 1, text
+            text = text.replace(f'"{field_}": 0,', f'"{field_}": {value},')
+        d = sign("open_loyalty", text.encode())
+        self.overflow[d.body] = tid
+        return Item("overflow", d, m.key, "ol_overflow")
 
     def _forced(self, flavour: str, op: str) -> tuple[Member | None, str | None]:
         ok: dict[str, Callable[[Member], bool]] = {

@@ -107,7 +107,11 @@ CORE_VARIABLES: tuple[Var, ...] = (
     Var("CONNECTOR_DATA_DIR", ".data", "worker's local state directory (table store)"),
     Var("CONNECTOR_TABLE_STORE", "rocksdb", "`rocksdb` (durable) or `memory`"),
     Var("CONNECTOR_STANDBY_REPLICAS", "1", "standby copies of each table partition"),
-    Var("CONNECTOR_DEDUPE_MEMORY", "1000", "recent event and movement ids kept per member"),
+    Var(
+        "CONNECTOR_DEDUPE_MEMORY",
+        "1000",
+        "recent event ids kept per member (and up to twice as many movement keys)",
+    ),
     Var("CONNECTOR_TENANTS_FILE", None, "TOML file of per-tenant provider secrets"),
     Var(
         "CONNECTOR_REDACT_ATTRIBUTES",

@@ -20,6 +20,12 @@ Guarantees, per member, for events whose ids are still in the bounded dedupe mem
 * every value stays inside Avro decimal(18, 2): an event that would leave it raises
   `LedgerOverflow` (the worker dead-letters that event) and leaves the state as it was.
 
+Beyond the memory: an unremembered event with a provider id and clock that is no newer than
+the newest event the memory forgot (the horizon) is taken as a redelivery (`beyond_horizon`).
+A movement key is kept at least as long as the id of the event that booked it
+(`MOVEMENT_KEYS_PER_EVENT`), so a twin of a forgotten movement is beyond that horizon too; the
+outcome then names the movement (`Outcome.forgotten_movement`) and the worker counts it.
+
 Snapshot streams derive their movements. Wix accounts carry cumulative counters, so the
 movement since the previous applied snapshot is classified by them and a stale snapshot can be
 skipped (the counters telescope). Gameball profiles say only the balance: they are gaps in the
@@ -178,11 +184,22 @@ def is_newer(key: OrderKey, mark: OrderKey | None) -> bool:
 # dedupe memory
 
 
+# The most movement keys one applied event adds: a balance movement its bare id and, for an
+# activation, its release key; a cancelation without an amount its cancel and closed keys; any
+# other phase one key (a test checks it). The movement memory holds this many keys per event the
+# event-id memory holds, so a movement key is forgotten only after the event that booked it was
+# (after `memory` newer events), and the event-id horizon (`remember_event`) covers both: a twin
+# or redelivery of a forgotten movement is as old as something the event-id memory forgot.
+MOVEMENT_KEYS_PER_EVENT = 2
+
+
 def remember(ids: tuple[str, ...], new_id: str, memory: int) -> tuple[str, ...]:
     """`ids` with `new_id` appended (newest last), oldest evicted beyond `memory` entries.
 
     Bounded so a member record stays small; what an eviction forgets is tracked by
-    `remember_event` (the dedupe horizon), so a redelivery from beyond it is recognised.
+    `remember_event` (the dedupe horizon), so a redelivery from beyond it is recognised. The
+    movement memory's bound is `memory * MOVEMENT_KEYS_PER_EVENT` keys, so that horizon also
+    covers the movement keys it forgets.
     """
     if new_id in ids:
         kept = tuple(i for i in ids if i != new_id) + (new_id,)
@@ -227,6 +244,37 @@ def beyond_horizon(state: MemberState, event: LoyaltyEvent) -> bool:
     if state.horizon_ms is None or event.attributes.get(SYNTHETIC_ID) == "true":
         return False
     return to_ms(event.occurred_at) <= state.horizon_ms
+
+
+def forgotten_movement(state: MemberState, event: LoyaltyEvent) -> str | None:
+    """The movement id of `event` if the movement memory no longer holds the key of the phase
+    it reports (so, applied, it would book that movement again); else None.
+
+    Asked only of events `beyond_horizon` (not on the hot path): such an event is taken as a
+    redelivery, or a twin, of an event the memory forgot, and this says whether a movement was
+    at stake (a movement key forgotten: only the horizon kept it from counting twice) or not
+    (the movement memory would have caught it by its key, or it moves no points).
+    """
+    movement_id = event.movement_id
+    if movement_id is None:
+        return None
+    held = state.recent_movement_ids
+    if event.points_delta is None:
+        if event.type is EventType.POINTS_CANCELED:
+            key = movement_key(EventType.POINTS_CANCELED, movement_id)
+        elif is_gap(event):
+            key = movement_id
+        else:
+            return None
+        return movement_id if key not in held else None
+    movement = classify_delta(event.type, event.points_delta)
+    if movement is None:
+        return None
+    if movement.kind is EventType.POINTS_ACTIVATED:
+        missing = movement_id not in held or release_key(movement_id) not in held
+    else:
+        missing = movement_key(movement.kind, movement_id) not in held
+    return movement_id if missing else None
 
 
 def movement_key(kind: EventType, movement_id: str) -> str:
@@ -641,14 +689,15 @@ def apply_reported_delta(
     balance also enter the balance chain.
     """
     movement_id = event.movement_id
+    keys = memory * MOVEMENT_KEYS_PER_EVENT  # the movement memory's capacity (see `remember`)
     if event.points_delta is None:
         if event.type is EventType.POINTS_CANCELED and movement_id is not None:
-            return _cancel_whole(state, event, movement_id, now, memory)
+            return _cancel_whole(state, event, movement_id, now, keys)
         if is_gap(event):
             if movement_id is not None:
                 ids = state.recent_movement_ids
                 if movement_id not in ids:  # so a pending phase arriving later opens nothing
-                    state = replace(state, recent_movement_ids=remember(ids, movement_id, memory))
+                    state = replace(state, recent_movement_ids=remember(ids, movement_id, keys))
                 state = _close_pending(state, movement_id, memory)
             return apply_chain(state, event, None, now)
         return state, []
@@ -666,7 +715,7 @@ def apply_reported_delta(
             key = movement_key(kind, movement_id)
             if key in ids:
                 return state, []
-            state = replace(state, recent_movement_ids=remember(ids, key, memory))
+            state = replace(state, recent_movement_ids=remember(ids, key, keys))
             if closed_key(movement_id) in ids:
                 return state, []  # a cancel without an amount ended it first
             released = release_key(movement_id) in ids or (
@@ -686,7 +735,7 @@ def apply_reported_delta(
             key = movement_key(kind, movement_id)
             if key in ids:
                 return state, []
-            state = replace(state, recent_movement_ids=remember(ids, key, memory))
+            state = replace(state, recent_movement_ids=remember(ids, key, keys))
             state = _take_open(state, movement_id, -movement.pending_delta)[0]
         return _book_reported(state, event, movement, now)
 
@@ -695,7 +744,7 @@ def apply_reported_delta(
     booked = movement_id is None or movement_id not in ids
     if booked:
         if movement_id is not None:
-            state = replace(state, recent_movement_ids=remember(ids, movement_id, memory))
+            state = replace(state, recent_movement_ids=remember(ids, movement_id, keys))
         after = book(state, balance_phase)
         entry_id = f"{event.event_id}:{kind.value}"
         entries.append(
@@ -709,7 +758,7 @@ def apply_reported_delta(
         if movement_id is None:
             state = replace(state, pending_points=state.pending_points - magnitude)
         elif release_key(movement_id) not in state.recent_movement_ids:
-            ids = remember(state.recent_movement_ids, release_key(movement_id), memory)
+            ids = remember(state.recent_movement_ids, release_key(movement_id), keys)
             state = _take_open(replace(state, recent_movement_ids=ids), movement_id, magnitude)[0]
             state = replace(state, pending_points=state.pending_points - magnitude)
     elif movement_id is not None:
@@ -754,16 +803,16 @@ def _close_pending(state: MemberState, movement_id: str, memory: int) -> MemberS
 
 
 def _cancel_whole(
-    state: MemberState, event: LoyaltyEvent, movement_id: str, now: datetime, memory: int
+    state: MemberState, event: LoyaltyEvent, movement_id: str, now: datetime, keys: int
 ) -> tuple[MemberState, list[LedgerEntry]]:
     """A cancelation that names its movement but no amount (Open Loyalty `points_transfer` in
     state `canceled`/`expired`): release whatever that movement still has pending, once; a
-    pending phase arriving later opens nothing."""
+    pending phase arriving later opens nothing. `keys`: the movement memory's capacity."""
     key = movement_key(EventType.POINTS_CANCELED, movement_id)
     ids = state.recent_movement_ids
     if key in ids:
         return state, []
-    ids = remember(remember(ids, key, memory), closed_key(movement_id), memory)
+    ids = remember(remember(ids, key, keys), closed_key(movement_id), keys)
     state, taken = _take_open(replace(state, recent_movement_ids=ids), movement_id, None)
     if not taken:
         return state, []
@@ -1015,8 +1064,9 @@ def stamp(
         recent_event_ids=ids,
         recent_event_ms=times,
         horizon_ms=horizon,
-        # a smaller `memory` than before trims the movement memory too
-        recent_movement_ids=state.recent_movement_ids[-memory:],
+        # a smaller `memory` than before trims the movement memory too (a full slice is the
+        # same tuple: nothing is copied when nothing is trimmed)
+        recent_movement_ids=state.recent_movement_ids[-memory * MOVEMENT_KEYS_PER_EVENT :],
         open_pending=_bounded(state.open_pending, memory),
     )
 
@@ -1059,6 +1109,9 @@ class Outcome:
     duplicate: bool = False  # already applied: nothing happened
     # not remembered, but as old as an event the dedupe memory forgot: taken as a redelivery
     beyond_horizon: bool = False
+    # beyond the horizon, and naming a movement whose key the movement memory forgot too: that
+    # movement's id (only the horizon kept it from counting twice; lost, if it was new)
+    forgotten_movement: str | None = None
 
 
 def with_account(
@@ -1090,7 +1143,8 @@ def apply(
     """Apply one canonical event to a member's state (None for a member never seen).
 
     Never mutates `state`. `now` is the processing time (recorded on entries and `as_of`),
-    `offset` the source record's offset, `memory` how many recent event and movement ids to keep.
+    `offset` the source record's offset, `memory` how many recent event ids to keep (and up to
+    `MOVEMENT_KEYS_PER_EVENT` times as many movement keys).
     A member's first event always reports `balance_changed`, so the member appears in the
     balances table even when it has no points yet.
     """
@@ -1109,7 +1163,12 @@ def apply(
         if event.event_id in state.recent_event_ids:
             return Outcome(state=state, duplicate=True)
         if beyond_horizon(state, event):
-            return Outcome(state=state, duplicate=True, beyond_horizon=True)
+            return Outcome(
+                state=state,
+                duplicate=True,
+                beyond_horizon=True,
+                forgotten_movement=forgotten_movement(state, event),
+            )
         current = state
         is_new = state.events_applied == 0  # a default record that only indexed accounts
 

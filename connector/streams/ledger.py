@@ -137,7 +137,17 @@ class LedgerStep:
         if outcome.duplicate:
             metrics.duplicates.inc()
         if outcome.beyond_horizon:
-            metrics.beyond_horizon.inc()
+            self.beyond_horizon(loyalty, key, outcome.forgotten_movement)
+        for entry in outcome.entries:
+            metrics.entries.labels(entry.origin.value).inc()
+        metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))
+        return written, outputs, None
+
+    def beyond_horizon(self, loyalty: LoyaltyEvent, key: str, movement: str | None) -> None:
+        """Count and log an event taken as a redelivery by the dedupe horizon (rare: off the
+        hot path); `movement`: the movement whose key the memory forgot too, if any."""
+        self.metrics.beyond_horizon.inc()
+        if movement is None:
             log.warning(
                 "event %s of %s is older than what the dedupe memory forgot "
                 "(CONNECTOR_DEDUPE_MEMORY); taken as a redelivery and not applied",
@@ -145,10 +155,17 @@ class LedgerStep:
                 key,
                 extra={"event_id": loyalty.event_id, "member_key": key},
             )
-        for entry in outcome.entries:
-            metrics.entries.labels(entry.origin.value).inc()
-        metrics.lag.observe(max(0.0, time.time() - loyalty.received_at.timestamp()))
-        return written, outputs, None
+            return
+        self.metrics.beyond_movement_horizon.inc()
+        log.warning(
+            "event %s of %s names movement %s, which the dedupe memory forgot, and is older "
+            "than what it forgot (CONNECTOR_DEDUPE_MEMORY); taken as a twin or redelivery of "
+            "it: the movement is not booked again",
+            loyalty.event_id,
+            key,
+            movement,
+            extra={"event_id": loyalty.event_id, "member_key": key, "movement_id": movement},
+        )
 
     def erase(
         self,

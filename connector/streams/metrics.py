@@ -29,6 +29,13 @@ class WorkerMetrics:
             "redeliveries (also counted as duplicates); grows: raise CONNECTOR_DEDUPE_MEMORY",
             registry=r,
         )
+        self.beyond_movement_horizon = Counter(
+            "worker_beyond_movement_horizon_total",
+            "Of those, events naming a movement whose key the movement memory forgot too: "
+            "taken as a twin or redelivery of a forgotten movement and not booked again (lost, "
+            "if it was new); grows: raise CONNECTOR_DEDUPE_MEMORY",
+            registry=r,
+        )
         self.entries = Counter(
             "worker_ledger_entries_total", "Ledger entries by origin", ["origin"], registry=r
         )

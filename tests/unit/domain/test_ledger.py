@@ -589,7 +589,8 @@ def test_memory_bounds_the_recent_id_sets() -> None:
     events = [ev(f"e{i}", delta=1, movement=f"m{i}", at=i) for i in range(10)]
     state, _ = run(events, memory=3)
     assert state.recent_event_ids == ("e7", "e8", "e9")
-    assert state.recent_movement_ids == ("m7", "m8", "m9")
+    # movement keys: MOVEMENT_KEYS_PER_EVENT (2) per remembered event id
+    assert state.recent_movement_ids == ("m4", "m5", "m6", "m7", "m8", "m9")
     # inside the window a redelivery is caught by its id
     assert apply(state, events[9], now=NOW, memory=3).duplicate
     assert not apply(state, events[9], now=NOW, memory=3).beyond_horizon
@@ -936,3 +937,139 @@ def test_a_record_from_before_the_horizon_knew_no_times_skips_nothing_on_a_guess
     assert after.horizon_ms is None
     late = apply(after, ev("late", delta=1, movement="m-late", at=50), now=NOW, memory=3)
     assert not late.duplicate and late.state.computed_balance == D(5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the dedupe horizon of movement keys
+
+
+def vf(event_id: str, type: EventType = E.POINTS_EARNED, **kw: Any) -> LoyaltyEvent:
+    """A Voucherify event: the provider's own event id and clock (judged by the horizon)."""
+    return ev(event_id, type, provider=Provider.VOUCHERIFY, **kw)
+
+
+def test_a_twin_after_a_pending_movement_used_up_the_movement_keys_counts_once() -> None:
+    # An accrual reported by two webhooks (distribution + project, one vtx id), the second late;
+    # meanwhile a pending movement is added and activated: three movement keys (#pending, the
+    # bare id, #released) for two events. With movement keys bounded like event ids, the
+    # accrual's key was evicted while its event id (and so the horizon) still stood: the late
+    # twin was booked again, silently (Voucherify reports no balance here: not even drift).
+    memory = 3
+    first = vf("evt-1", delta=100, movement="vtx_1", at=1)
+    state, _ = run(
+        [
+            first,
+            vf("evt-2", E.POINTS_PENDING, delta=40, movement="lopp_2", at=2),
+            vf("evt-3", E.POINTS_ACTIVATED, delta=40, movement="lopp_2", at=3),
+        ],
+        memory=memory,
+    )
+    assert state.recent_event_ids == ("evt-1", "evt-2", "evt-3")  # nothing forgotten yet
+    assert state.horizon_ms is None
+    twin = apply(state, vf("evt-1-project", delta=100, movement="vtx_1", at=1), now=NOW, memory=3)
+    assert not twin.duplicate  # a new event: its reported values apply
+    assert twin.entries == []  # but the movement counts once
+    assert twin.state.computed_balance == D(140)
+    assert twin.state.lifetime_earned == D(140)
+    assert twin.state.pending_points == ZERO
+
+
+def test_a_twin_of_a_forgotten_movement_is_beyond_the_horizon_and_names_it() -> None:
+    from connector.domain.ledger import MOVEMENT_KEYS_PER_EVENT
+
+    memory = 3
+    events = [vf(f"evt-{i}", delta=10, movement=f"vtx_{i}", at=i) for i in range(10)]
+    state, _ = run(events, memory=memory)
+    assert len(state.recent_movement_ids) == memory * MOVEMENT_KEYS_PER_EVENT
+    assert "vtx_0" not in state.recent_movement_ids
+    assert state.horizon_ms is not None
+    # the other webhook about vtx_0, after its key was evicted: as old as what was forgotten
+    twin = apply(state, vf("evt-0-project", delta=10, movement="vtx_0", at=0), now=NOW, memory=3)
+    assert twin.duplicate and twin.beyond_horizon
+    assert twin.forgotten_movement == "vtx_0"
+    assert twin.state is state and twin.entries == []
+    # a redelivery whose event id was forgotten but whose movement key is still held: beyond
+    # the horizon, and no movement was at stake (the key would have caught it)
+    again = apply(state, events[5], now=NOW, memory=memory)
+    assert again.beyond_horizon and again.forgotten_movement is None
+    # an event beyond the horizon that names no movement: nothing to name
+    bare = apply(state, vf("evt-x", delta=10, at=0), now=NOW, memory=memory)
+    assert bare.beyond_horizon and bare.forgotten_movement is None
+    # within the memory a twin is caught by its key, and nothing is beyond anything
+    held = apply(state, vf("evt-9-project", delta=10, movement="vtx_9", at=9), now=NOW, memory=3)
+    assert not held.beyond_horizon and held.entries == []
+    assert state.computed_balance == D(100)
+
+
+def test_the_phase_a_forgotten_event_reports_decides_what_is_named() -> None:
+    from connector.domain.ledger import forgotten_movement
+
+    state, _ = run([vf("evt-1", delta=10, movement="vtx_1", at=1)])
+    held = replace(state, recent_movement_ids=("m#pending", "a", "c#canceled", "g"))
+    cases = [
+        (vf("p", E.POINTS_PENDING, delta=5, movement="m"), None),  # m#pending held
+        (vf("p2", E.POINTS_PENDING, delta=5, movement="a"), "a"),  # a#pending is not
+        (vf("x", E.POINTS_ACTIVATED, delta=5, movement="a"), "a"),  # a#released is not
+        (vf("c", E.POINTS_CANCELED, delta=5, movement="c"), None),
+        (vf("c2", E.POINTS_CANCELED, movement="c"), None),  # a cancel naming no amount
+        (vf("c3", E.POINTS_CANCELED, movement="a"), "a"),
+        (vf("g", E.POINTS_EXPIRED, balance=3, movement="g"), None),  # a gap, by its bare id
+        (vf("g2", E.POINTS_EXPIRED, balance=3, movement="h"), "h"),
+        (vf("r", E.POINTS_REDEEMED, delta=-5, movement="a"), None),
+        (vf("i", E.POINTS_EXPIRING, delta=5, movement="z"), None),  # moves nothing
+        (vf("t", E.TIER_CHANGED, tier=GOLD, movement="z"), None),
+    ]
+    for event, named in cases:
+        assert forgotten_movement(held, event) == named, event.event_id
+
+
+@st.composite
+def movement_phases(draw: st.DrawFn) -> list[LoyaltyEvent]:
+    """Every phase of a few movements, with and without amounts (gaps, cancels naming none)."""
+    kinds = [
+        E.POINTS_EARNED,
+        E.POINTS_REDEEMED,
+        E.POINTS_EXPIRED,
+        E.POINTS_PENDING,
+        E.POINTS_ACTIVATED,
+        E.POINTS_CANCELED,
+    ]
+    events = []
+    for n in range(draw(st.integers(1, 24))):
+        kind = draw(st.sampled_from(kinds))
+        delta = draw(st.one_of(st.none(), cents))
+        balance = draw(st.one_of(st.none(), cents))
+        movement = draw(st.one_of(st.none(), st.sampled_from(["mv0", "mv1", "mv2", "mv3"])))
+        at = draw(st.integers(0, 30))
+        events.append(ev(f"e{n}", kind, delta=delta, balance=balance, movement=movement, at=at))
+    return events
+
+
+@PROPERTY
+@given(
+    events=st.one_of(delta_streams(), movement_phases()),
+    data=st.data(),
+    memory=st.integers(1, 4),
+)
+def test_a_movement_key_is_forgotten_only_after_the_event_that_booked_it(
+    events: list[LoyaltyEvent], data: st.DataObject, memory: int
+) -> None:
+    # Why the event-id horizon covers movement keys: a key outlives the id of the event that
+    # added it, so a twin of a forgotten movement is as old as a forgotten event (or its id or
+    # clock were made up, and nothing can judge it).
+    from connector.domain.ledger import MOVEMENT_KEYS_PER_EVENT
+
+    state: MemberState | None = None
+    added_by: dict[str, str] = {}
+    for i, event in enumerate(shuffled_with_redeliveries(data, events)):
+        before = () if state is None else state.recent_movement_ids
+        out = apply(state, event, now=NOW + timedelta(seconds=i), memory=memory)
+        state = out.state
+        new = set(state.recent_movement_ids) - set(before)
+        assert len(new) <= MOVEMENT_KEYS_PER_EVENT
+        for key in new:
+            added_by[key] = event.event_id
+        assert len(state.recent_movement_ids) <= memory * MOVEMENT_KEYS_PER_EVENT
+        for key, event_id in added_by.items():
+            if key not in state.recent_movement_ids:
+                assert event_id not in state.recent_event_ids, (key, event_id)
