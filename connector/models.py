@@ -61,6 +61,24 @@ class EventType(enum.StrEnum):
     OTHER = "OTHER"
 
 
+# The event types about one points balance (movements, pending points, expiry warnings and
+# snapshots): where a member holds several balances (Open Loyalty wallets, Voucherify loyalty
+# cards), a decoder names the account these belong to.
+POINTS_TYPES = frozenset(
+    {
+        EventType.POINTS_EARNED,
+        EventType.POINTS_REDEEMED,
+        EventType.POINTS_EXPIRED,
+        EventType.POINTS_ADJUSTED,
+        EventType.POINTS_PENDING,
+        EventType.POINTS_ACTIVATED,
+        EventType.POINTS_CANCELED,
+        EventType.POINTS_EXPIRING,
+        EventType.BALANCE_SNAPSHOT,
+    }
+)
+
+
 class EntryOrigin(enum.StrEnum):
     REPORTED = "REPORTED"
     DERIVED = "DERIVED"

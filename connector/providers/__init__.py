@@ -75,6 +75,12 @@ def check_provider(
     cls = type(provider)
     if getattr(cls, "verify", None) is BaseProvider.verify and cls.bind is BaseProvider.bind:
         raise ConfigError(f"provider {what} implements neither verify nor bind")
+    if getattr(cls, "is_configured", None) is BaseProvider.is_configured and not any(
+        getattr(o, "required", False) for o in provider.options
+    ):
+        raise ConfigError(
+            f"provider {what} marks no option required=True and implements no is_configured"
+        )
     key = provider.key
     if name is not None and key != name:
         raise ConfigError(f"provider {what} has key {key!r}; the entry point's name must be it")

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from connector.errors import DecodeError, VerificationError
 from connector.models import ACCOUNT_RE, TENANT_RE, LoyaltyEvent, Provider, points, utc
+from connector.resources import samples_dir
 
 DEFAULT_TENANT = "default"
 # The attribute naming the provider of an event whose `provider` symbol is OTHER (a plugin).
@@ -61,12 +63,19 @@ class Option:
     The provider reads it as `secrets["<name>"]` (lower case). A name ending in `_FILE` is a path
     whose contents become the option without the suffix (`PUBLIC_KEY_FILE` -> `public_key`).
     `secret=True` keeps the value out of `repr` and masks it in `loyalty-connector config`.
+    `required=True`: nothing verifies without it; the provider is configured (`is_configured`)
+    once every required option has a value, and refuses deliveries until then (an unset option
+    is not a start-up error: a provider nobody configured stays off). `test` and `dev` are
+    sample values for `test_secrets()` and `dev_secrets()` (`dev` defaults to `test`).
     """
 
     name: str
     default: str | None
     help: str
     secret: bool = False
+    required: bool = False
+    test: str | None = field(default=None, repr=False)
+    dev: str | None = field(default=None, repr=False)
 
 
 class Verifier(Protocol):
@@ -90,15 +99,28 @@ class WebhookProvider(Protocol):
     key: ClassVar[str]  # "gameball", "open_loyalty", "voucherify", "wix"
     # The Avro symbol; Provider.OTHER for a provider the schema has no symbol for (a plugin).
     provider: ClassVar[Provider]
-    # Request headers worth keeping next to the raw body in Kafka (signature, ids, versions).
-    kept_headers: ClassVar[tuple[str, ...]]
-    # Settings: CONNECTOR_<KEY>_<OPTION> (+ CONNECTOR_<KEY>_UNVERIFIED, added for every one).
-    options: ClassVar[tuple[Option, ...]]
-    # The Content-Type the provider sends (what `replay` sets when `sign` sets none).
-    content_type: ClassVar[str]
-    # How long the provider retries a refused delivery, for providers without delivery ids whose
-    # retries the bridge must recognise (see docs/delivery-semantics.md); None: not needed.
-    retry_window_s: ClassVar[float | None]
+
+    # Read-only, so that a class attribute `options = (Option(...),)` needs no annotation.
+    @property
+    def kept_headers(self) -> tuple[str, ...]:
+        """Request headers worth keeping next to the raw body in Kafka (signature, ids)."""
+        ...
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """Settings: CONNECTOR_<KEY>_<OPTION> (+ CONNECTOR_<KEY>_UNVERIFIED for every one)."""
+        ...
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type the provider sends (what `replay` sets when `sign` sets none)."""
+        ...
+
+    @property
+    def retry_window_s(self) -> float | None:
+        """How long the provider retries a refused delivery, for providers without delivery ids
+        whose retries the bridge must recognise (docs/delivery-semantics.md); None: not needed."""
+        ...
 
     def check_options(self, values: Secrets, where: Where) -> None:
         """Raise ConfigError for an option value that could only fail later (at a delivery)."""
@@ -162,8 +184,11 @@ class WebhookProvider(Protocol):
 class BaseProvider:
     """Defaults for the optional parts of `WebhookProvider`; provider classes subclass it.
 
-    A subclass sets `key` (and `provider` if the Avro enum has its symbol) and implements
-    `is_configured`, `verify` (or `bind`), `decode`, `delivery_id` and `sign`.
+    A subclass sets `key` (and `provider` if the Avro enum has its symbol) and `options`, and
+    implements `verify` (or `bind`), `decode` and `sign`. The defaults: `is_configured` when
+    every `required` option is set, test and dev secrets from the options' `test`/`dev`
+    values, `samples` from `connector/samples/<key>/` or a `samples/` folder beside the
+    provider's module, no delivery id, and `verify` as `bind(secrets).verify(...)`.
     """
 
     key: ClassVar[str]
@@ -177,16 +202,28 @@ class BaseProvider:
         return None
 
     def test_secrets(self) -> dict[str, str]:
-        return {}
+        return {o.name.lower(): o.test for o in self.options if o.test is not None}
 
     def dev_secrets(self, directory: Path) -> dict[str, str]:
-        return self.test_secrets()
+        dev = {o.name.lower(): o.dev for o in self.options if o.dev is not None}
+        return {**self.test_secrets(), **dev}
 
     def samples(self) -> Path | None:
+        source = getattr(sys.modules.get(type(self).__module__), "__file__", None)
+        beside = Path(source).parent / "samples" if source else None
+        for folder in (samples_dir() / self.key, beside):
+            if folder is not None and folder.is_dir():
+                return folder
         return None
 
     def is_configured(self, secrets: Secrets) -> bool:
-        raise NotImplementedError
+        required = {o.name.lower().removesuffix("_file") for o in self.options if o.required}
+        if not required:
+            raise NotImplementedError(
+                f"{type(self).__name__} marks no option required=True and implements no "
+                "is_configured"
+            )
+        return all(secrets.get(name) for name in required)
 
     def bind(self, secrets: Secrets) -> Verifier:
         return SecretsVerifier(self, dict(secrets))
@@ -199,6 +236,9 @@ class BaseProvider:
         target: RequestTarget | None = None,
     ) -> None:
         self.bind(secrets).verify(body, headers, target)
+
+    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        return None
 
 
 class SecretsVerifier:
@@ -267,6 +307,11 @@ def parse_json(body: bytes, what: str = "body") -> Any:
     if not encodable:
         raise DecodeError(f"{what} contains a lone UTF-16 surrogate escape (\\uD800-\\uDFFF)")
     return value
+
+
+def parse_object(body: bytes, what: str = "body") -> dict[str, Any]:
+    """`parse_json` of what must be a JSON object (the body of nearly every webhook)."""
+    return expect_object(parse_json(body, what), what)
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

@@ -65,18 +65,12 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, PointCounters, Provider, Tier
+from connector.providers import BaseProvider, DecodeContext, Option, RequestTarget, Secrets, Where
 from connector.providers.base import (
-    BaseProvider,
-    DecodeContext,
-    Option,
-    RequestTarget,
-    Secrets,
-    Where,
     build_event,
     constant_time_equals,
     expect_object,
@@ -85,13 +79,12 @@ from connector.providers.base import (
     opt_int,
     opt_points,
     opt_str,
-    parse_json,
+    parse_object,
     parse_time,
     req_str,
     require_header,
     resolve_tenant,
 )
-from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-gb-signature"
 VERSION_HEADER = "x-gb-webhook-version"
@@ -107,56 +100,40 @@ def signature_digest(payload: bytes, secret_key: str) -> bytes:
 
 
 class Gameball(BaseProvider):
-    key: ClassVar[str] = "gameball"
-    provider: ClassVar[Provider] = Provider.GAMEBALL
-    kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER, VERSION_HEADER)
-    options: ClassVar[tuple[Option, ...]] = (
-        Option("SECRET_KEY", None, "Gameball SecretKey used in `X-GB-Signature`", secret=True),
+    key = "gameball"
+    provider = Provider.GAMEBALL
+    kept_headers = (SIGNATURE_HEADER, VERSION_HEADER)
+    options = (
+        Option(
+            "SECRET_KEY",
+            None,
+            "Gameball SecretKey used in `X-GB-Signature`",
+            secret=True,
+            required=True,
+            test="gb-test-secret",
+            dev="dev-gameball-secret",
+        ),
         Option("SIGNATURE_ENCODING", "auto", "`auto`, `hex` or `base64` (their docs conflict)"),
     )
     # retries at +5, +20, +60 min, then discards (gameball-docs api-reference/webhooks/overview)
-    retry_window_s: ClassVar[float | None] = 90 * 60
+    retry_window_s = 90 * 60
 
     def check_options(self, values: Secrets, where: Where) -> None:
         if values.get("signature_encoding", "auto") not in ENCODINGS:
             raise ConfigError(f"{where('SIGNATURE_ENCODING')}: expected auto, hex or base64")
 
-    def test_secrets(self) -> dict[str, str]:
-        return {"secret_key": "gb-test-secret"}
-
-    def dev_secrets(self, directory: Path) -> dict[str, str]:
-        return {"secret_key": "dev-gameball-secret"}
-
-    def samples(self) -> Path | None:
-        return samples_dir() / self.key
-
-    def is_configured(self, secrets: Secrets) -> bool:
-        return bool(secrets.get("secret_key"))
-
     def bind(self, secrets: Secrets) -> GameballVerifier:
         return GameballVerifier(secrets)
-
-    def verify(
-        self,
-        body: bytes,
-        headers: Mapping[str, str],
-        secrets: Secrets,
-        target: RequestTarget | None = None,
-    ) -> None:
-        GameballVerifier(secrets).verify(body, headers, target)
 
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
-        obj = expect_object(parse_json(body), "body")
+        obj = parse_object(body)
         version = lower_headers(headers).get(VERSION_HEADER, "").strip().lower()
         decoder = _Decoder(body, context)
         if "event" in obj or version in ("v4", "4"):
             return decoder.v4(obj)
         return decoder.v3(obj)
-
-    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        return None  # Gameball sends no delivery or event id
 
     def sign(
         self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
@@ -301,19 +278,59 @@ class _Decoder:
         self.context = context
         self.tenant = resolve_tenant(context)
 
-    def event(self, **fields: Any) -> LoyaltyEvent:
-        # One event per delivery, so no index suffix is needed. Gameball sends no id, and a
-        # profile that returns to an earlier state is byte-identical to it, so the id is the
-        # hash of the body AND the delivery (docs/delivery-semantics.md, Gameball).
-        fields["attributes"] = {SYNTHETIC_ID: "true"} | (fields.get("attributes") or {})
-        return build_event(
-            provider=Provider.GAMEBALL,
-            tenant=self.tenant,
-            event_id=hashed_event_id(
-                Provider.GAMEBALL, self.tenant, self.body, delivery=self.context.delivery
-            ),
-            context=self.context,
-            **fields,
+    def event(
+        self,
+        customer_id: str,
+        name: str,
+        kind: EventType,
+        occurred_at: datetime | None,
+        attributes: Mapping[str, Any],
+        **fields: Any,
+    ) -> list[LoyaltyEvent]:
+        """The delivery's one event (so no index suffix is needed in its id).
+
+        Gameball sends no id, and a profile that returns to an earlier state is byte-identical
+        to it, so the id is the hash of the body AND the delivery (docs/delivery-semantics.md).
+        """
+        event_id = hashed_event_id(
+            Provider.GAMEBALL, self.tenant, self.body, delivery=self.context.delivery
+        )
+        return [
+            build_event(
+                provider=Provider.GAMEBALL,
+                tenant=self.tenant,
+                customer_id=customer_id,
+                event_id=event_id,
+                provider_event_type=name,
+                type=kind,
+                occurred_at=occurred_at,
+                context=self.context,
+                attributes={SYNTHETIC_ID: "true"} | dict(attributes),
+                **fields,
+            )
+        ]
+
+    def snapshot(
+        self,
+        customer_id: str,
+        occurred_at: datetime | None,
+        balance: Decimal | None,
+        pending: Decimal | None,
+        total: Decimal | None,
+        tier: Tier | None,
+        attributes: Mapping[str, Any],
+    ) -> list[LoyaltyEvent]:
+        """The profile as a BALANCE_SNAPSHOT (v3 and v4 name its fields differently)."""
+        return self.event(
+            customer_id,
+            PROFILE_UPDATED,
+            EventType.BALANCE_SNAPSHOT,
+            occurred_at,
+            attributes,
+            balance=balance,
+            pending_points=pending,
+            counters=PointCounters(total=total) if total is not None else None,
+            tier=tier,
         )
 
     def notification(
@@ -336,15 +353,9 @@ class _Decoder:
                 attrs |= {f"{k}.{text['local']}": text[k] for k in ("title", "body")}
         locales = [opt_str(item, "local", f"{where}[{i}]") for i, item in enumerate(items)]
         attrs["locales"] = ",".join(loc for loc in locales if loc) or None
-        return [
-            self.event(
-                customer_id=customer_id,
-                provider_event_type=NOTIFICATION_PUSH,
-                type=EventType.NOTIFICATION,
-                occurred_at=occurred_at,
-                attributes=attrs,
-            )
-        ]
+        return self.event(
+            customer_id, NOTIFICATION_PUSH, EventType.NOTIFICATION, occurred_at, attrs
+        )
 
     def v4(self, env: dict[str, Any]) -> list[LoyaltyEvent]:
         event_name = req_str(env, "event", "body")
@@ -357,31 +368,19 @@ class _Decoder:
         if event_name == PROFILE_UPDATED:
             data = expect_object(env.get("data"), "body.data")
             total = opt_points(data, "total_points", "body.data")
-            return [
-                self.event(
-                    customer_id=customer_id,
-                    provider_event_type=event_name,
-                    type=EventType.BALANCE_SNAPSHOT,
-                    occurred_at=occurred_at,
-                    balance=opt_points(data, "activated_points", "body.data"),
-                    pending_points=opt_points(data, "pending_points", "body.data"),
-                    counters=PointCounters(total=total) if total is not None else None,
-                    tier=_tier(data, "tier_name", "tier_order", "body.data"),
-                    attributes=common | _profile_attributes(data, "body.data", snake=True),
-                )
-            ]
+            return self.snapshot(
+                customer_id,
+                occurred_at,
+                opt_points(data, "activated_points", "body.data"),
+                opt_points(data, "pending_points", "body.data"),
+                total,
+                _tier(data, "tier_name", "tier_order", "body.data"),
+                common | _profile_attributes(data, "body.data", snake=True),
+            )
         if event_name == NOTIFICATION_PUSH:
             items = _notification_list(env.get("data"), "body.data")
             return self.notification(customer_id, occurred_at, items, "body.data", common)
-        return [
-            self.event(
-                customer_id=customer_id,
-                provider_event_type=event_name,
-                type=EventType.OTHER,
-                occurred_at=occurred_at,
-                attributes=common,
-            )
-        ]
+        return self.event(customer_id, event_name, EventType.OTHER, occurred_at, common)
 
     def v3(self, obj: dict[str, Any]) -> list[LoyaltyEvent]:
         if "playerUniqueId" not in obj and "notifications" not in obj:
@@ -397,20 +396,15 @@ class _Decoder:
         activated = opt_points(obj, "activatedPoints", "body")
         wallet = opt_points(obj, "walletPoints", "body")
         total = opt_points(obj, "totalPoints", "body")
-        lifetime = total if total is not None else wallet
-        return [
-            self.event(
-                customer_id=customer_id,
-                provider_event_type=PROFILE_UPDATED,
-                type=EventType.BALANCE_SNAPSHOT,
-                occurred_at=None,  # v3 carries no time: the receive time is used
-                balance=next((p for p in (activated, wallet, total) if p is not None), None),
-                pending_points=opt_points(obj, "pendingPoints", "body"),
-                counters=PointCounters(total=lifetime) if lifetime is not None else None,
-                tier=_tier(obj, "levelName", "levelOrder", "body"),
-                attributes=version | _profile_attributes(obj, "body", snake=False),
-            )
-        ]
+        return self.snapshot(
+            customer_id,
+            None,  # v3 carries no time: the receive time is used
+            next((p for p in (activated, wallet, total) if p is not None), None),
+            opt_points(obj, "pendingPoints", "body"),
+            total if total is not None else wallet,
+            _tier(obj, "levelName", "levelOrder", "body"),
+            version | _profile_attributes(obj, "body", snake=False),
+        )
 
 
 def _tier(obj: Mapping[str, Any], name_key: str, order_key: str, where: str) -> Tier | None:

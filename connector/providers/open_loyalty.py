@@ -128,12 +128,12 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import (
     DEFAULT_ACCOUNT,
+    POINTS_TYPES,
     SYNTHETIC_ID,
     EventType,
     LoyaltyEvent,
@@ -141,13 +141,8 @@ from connector.models import (
     Provider,
     Tier,
 )
+from connector.providers import BaseProvider, DecodeContext, Option, RequestTarget, Secrets, Where
 from connector.providers.base import (
-    BaseProvider,
-    DecodeContext,
-    Option,
-    RequestTarget,
-    Secrets,
-    Where,
     build_event,
     constant_time_equals,
     expect_object,
@@ -155,12 +150,11 @@ from connector.providers.base import (
     lower_headers,
     opt_points,
     opt_str,
-    parse_json,
+    parse_object,
     parse_time,
     req_str,
     resolve_tenant,
 )
-from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-webhook-signature"
 ALGORITHM_HEADER = "x-webhook-signature-algorithm"
@@ -271,10 +265,10 @@ def _message(template: str, body: bytes, values: Mapping[str, str | None]) -> by
 
 
 class OpenLoyalty(BaseProvider):
-    key: ClassVar[str] = "open_loyalty"
-    provider: ClassVar[Provider] = Provider.OPEN_LOYALTY
+    key = "open_loyalty"
+    provider = Provider.OPEN_LOYALTY
     # Never the legacy shared-secret header: its value is a password.
-    kept_headers: ClassVar[tuple[str, ...]] = (
+    kept_headers = (
         SIGNATURE_HEADER,
         ALGORITHM_HEADER,
         TIMESTAMP_HEADER,
@@ -282,16 +276,29 @@ class OpenLoyalty(BaseProvider):
         SIGNATURE_VERSION_HEADER,
         "user-agent",
     )
-    options: ClassVar[tuple[Option, ...]] = (
-        Option("HEADER_NAME", None, "name of the custom request header set in Open Loyalty"),
+    options = (
         Option(
-            "HEADER_VALUE", None, "value of that header (compared in constant time)", secret=True
+            "HEADER_NAME",
+            None,
+            "name of the custom request header set in Open Loyalty",
+            test="X-OL-Token",
+            dev="X-Loyalty-Token",
+        ),
+        Option(
+            "HEADER_VALUE",
+            None,
+            "value of that header (compared in constant time)",
+            secret=True,
+            test="ol-test-token",
+            dev="dev-open-loyalty-token",
         ),
         Option(
             "HMAC_SECRET",
             None,
             "secret of the optional `X-Webhook-Signature` HMAC (Cloud: `whsec_...`, as shown)",
             secret=True,
+            test="ol-test-hmac",
+            dev="dev-open-loyalty-hmac",
         ),
         Option(
             "HMAC_SCHEME",
@@ -310,7 +317,7 @@ class OpenLoyalty(BaseProvider):
     )
     # one retry on 4xx/5xx; its delay is not documented (help.openloyalty.io, rotate-hmac-secret-
     # key page; docs/delivery-semantics.md): an hour is assumed
-    retry_window_s: ClassVar[float | None] = 60 * 60
+    retry_window_s = 60 * 60
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -336,42 +343,16 @@ class OpenLoyalty(BaseProvider):
                 "cloud scheme signs a fixed string; unset HMAC_TEMPLATE or set HMAC_SCHEME=template"
             )
 
-    def test_secrets(self) -> dict[str, str]:
-        return {
-            "header_name": "X-OL-Token",
-            "header_value": "ol-test-token",
-            "hmac_secret": "ol-test-hmac",
-        }
-
-    def dev_secrets(self, directory: Path) -> dict[str, str]:
-        return {
-            "header_name": "X-Loyalty-Token",
-            "header_value": "dev-open-loyalty-token",
-            "hmac_secret": "dev-open-loyalty-hmac",
-        }
-
-    def samples(self) -> Path | None:
-        return samples_dir() / self.key
-
     def is_configured(self, secrets: Secrets) -> bool:
         return _header_configured(secrets) or bool(secrets.get("hmac_secret"))
 
     def bind(self, secrets: Secrets) -> OpenLoyaltyVerifier:
         return OpenLoyaltyVerifier(secrets, self._clock)
 
-    def verify(
-        self,
-        body: bytes,
-        headers: Mapping[str, str],
-        secrets: Secrets,
-        target: RequestTarget | None = None,
-    ) -> None:
-        OpenLoyaltyVerifier(secrets, self._clock).verify(body, headers, target)
-
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
-        obj = expect_object(parse_json(body), "body")
+        obj = parse_object(body)
         return [_Delivery(body, obj, context, lower_headers(headers)).decode()]
 
     def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
@@ -537,22 +518,6 @@ class OpenLoyaltyVerifier:
 # ---------------------------------------------------------------------------------------------
 # decoding
 
-# Points kinds that belong to a wallet (`_Delivery.wallet`); tiers stay per member (a tier set's
-# conditions may read a wallet, but CustomerLevelChanged names none: docs/delivery-semantics.md).
-WALLET_TYPES = frozenset(
-    {
-        EventType.POINTS_EARNED,
-        EventType.POINTS_REDEEMED,
-        EventType.POINTS_EXPIRED,
-        EventType.POINTS_ADJUSTED,
-        EventType.POINTS_PENDING,
-        EventType.POINTS_ACTIVATED,
-        EventType.POINTS_CANCELED,
-        EventType.POINTS_EXPIRING,
-        EventType.BALANCE_SNAPSHOT,
-    }
-)
-
 _POSITIVE_CHANGES = {"add", "p2p_add"}
 _NEGATIVE_CHANGES = {"subtract", "p2p_subtract"}
 _POSITIVE_TRANSFERS = {"adding", "p2p_adding"}
@@ -648,7 +613,10 @@ class _Delivery:
         attrs = {"storeCode": _text(self.data.get("storeCode")), SYNTHETIC_ID: "true"} | dict(
             attributes or {}
         )
-        if type in WALLET_TYPES and "account_id" not in fields:
+        # Points kinds belong to a wallet (`wallet`); tiers stay per member (a tier set's
+        # conditions may read a wallet, but CustomerLevelChanged names none:
+        # docs/delivery-semantics.md).
+        if type in POINTS_TYPES and "account_id" not in fields:
             wallet = self.wallet()
             if wallet is not None:
                 fields["account_id"] = wallet

@@ -69,17 +69,20 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from connector.errors import ConfigError, DecodeError, VerificationError
-from connector.models import SYNTHETIC_ID, EventType, LoyaltyEvent, OrderRef, Provider, Tier
+from connector.models import (
+    POINTS_TYPES,
+    SYNTHETIC_ID,
+    EventType,
+    LoyaltyEvent,
+    OrderRef,
+    Provider,
+    Tier,
+)
+from connector.providers import BaseProvider, DecodeContext, Option, RequestTarget, Secrets
 from connector.providers.base import (
-    BaseProvider,
-    DecodeContext,
-    Option,
-    RequestTarget,
-    Secrets,
     build_event,
     constant_time_equals,
     expect_object,
@@ -88,11 +91,11 @@ from connector.providers.base import (
     opt_points,
     opt_str,
     parse_json,
+    parse_object,
     parse_time,
     require_header,
     resolve_tenant,
 )
-from connector.resources import samples_dir
 
 SIGNATURE_HEADER = "x-voucherify-signature"
 
@@ -200,38 +203,23 @@ def normalize_type(name: str) -> str:
 
 
 class Voucherify(BaseProvider):
-    key: ClassVar[str] = "voucherify"
-    provider: ClassVar[Provider] = Provider.VOUCHERIFY
-    kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER,)
-    options: ClassVar[tuple[Option, ...]] = (
+    key = "voucherify"
+    provider = Provider.VOUCHERIFY
+    kept_headers = (SIGNATURE_HEADER,)
+    options = (
         Option(
-            "SECRET_KEY", None, "project webhook secret for `x-voucherify-signature`", secret=True
+            "SECRET_KEY",
+            None,
+            "project webhook secret for `x-voucherify-signature`",
+            secret=True,
+            required=True,
+            test="vf-test-secret",
+            dev="dev-voucherify-secret",
         ),
     )
 
-    def test_secrets(self) -> dict[str, str]:
-        return {"secret_key": "vf-test-secret"}
-
-    def dev_secrets(self, directory: Path) -> dict[str, str]:
-        return {"secret_key": "dev-voucherify-secret"}
-
-    def samples(self) -> Path | None:
-        return samples_dir() / self.key
-
-    def is_configured(self, secrets: Secrets) -> bool:
-        return bool(secrets.get("secret_key"))
-
     def bind(self, secrets: Secrets) -> VoucherifyVerifier:
         return VoucherifyVerifier(secrets)
-
-    def verify(
-        self,
-        body: bytes,
-        headers: Mapping[str, str],
-        secrets: Secrets,
-        target: RequestTarget | None = None,
-    ) -> None:
-        VoucherifyVerifier(secrets).verify(body, headers, target)
 
     def sign(
         self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
@@ -258,7 +246,7 @@ class Voucherify(BaseProvider):
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
-        root = expect_object(parse_json(body), "body")
+        root = parse_object(body)
         env = _Envelope.parse(root)
         tenant = resolve_tenant(context)
         data = env.data
@@ -376,20 +364,7 @@ class Voucherify(BaseProvider):
 # payloads alike), tier changes by `campaign.id` and each tier's `campaign_id`
 # (voucherify-openapi documentation/openapi-events/events-customer.json,
 # EventCustomerLoyaltyTierBase).
-ACCOUNT_TYPES = frozenset(
-    {
-        EventType.POINTS_EARNED,
-        EventType.POINTS_REDEEMED,
-        EventType.POINTS_EXPIRED,
-        EventType.POINTS_ADJUSTED,
-        EventType.POINTS_PENDING,
-        EventType.POINTS_ACTIVATED,
-        EventType.POINTS_CANCELED,
-        EventType.POINTS_EXPIRING,
-        EventType.BALANCE_SNAPSHOT,
-        EventType.TIER_CHANGED,
-    }
-)
+ACCOUNT_TYPES = POINTS_TYPES | {EventType.TIER_CHANGED}
 
 
 class VoucherifyVerifier:

@@ -49,7 +49,7 @@ import time
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import jwt
 from cryptography.exceptions import InvalidSignature
@@ -67,24 +67,18 @@ from connector.models import (
     Provider,
     Tier,
 )
+from connector.providers import BaseProvider, DecodeContext, Option, RequestTarget, Secrets, Where
 from connector.providers.base import (
-    BaseProvider,
-    DecodeContext,
-    Option,
-    RequestTarget,
-    Secrets,
-    Where,
     build_event,
     expect_object,
     opt_int,
     opt_points,
     opt_str,
-    parse_json,
+    parse_object,
     parse_time,
     req_str,
     resolve_tenant,
 )
-from connector.resources import samples_dir
 
 ACCOUNT_FQDN = "wix.loyalty.v1.account"
 _PREFIX = "wix.loyalty.v1."
@@ -273,12 +267,17 @@ def looks_like_jwt(text: str) -> bool:
 
 
 class Wix(BaseProvider):
-    key: ClassVar[str] = "wix"
-    provider: ClassVar[Provider] = Provider.WIX
+    key = "wix"
+    provider = Provider.WIX
     # Everything Wix asserts is inside the signed token; no request header carries ids.
-    kept_headers: ClassVar[tuple[str, ...]] = ()
-    options: ClassVar[tuple[Option, ...]] = (
-        Option("PUBLIC_KEY", None, "the app's public key (PEM text) verifying RS256 JWTs"),
+    kept_headers = ()
+    options = (
+        Option(
+            "PUBLIC_KEY",
+            None,
+            "the app's public key (PEM text) verifying RS256 JWTs",
+            required=True,
+        ),
         Option(
             "PUBLIC_KEY_FILE", None, "path of a PEM file, instead of `CONNECTOR_WIX_PUBLIC_KEY`"
         ),
@@ -290,7 +289,7 @@ class Wix(BaseProvider):
         ),
         Option("PRIVATE_KEY_FILE", None, "path of that private key PEM file"),
     )
-    content_type: ClassVar[str] = "text/plain"  # the body is the JWT itself
+    content_type = "text/plain"  # the body is the JWT itself
 
     def check_options(self, values: Secrets, where: Where) -> None:
         for k in ("public_key", "private_key"):
@@ -316,23 +315,8 @@ class Wix(BaseProvider):
             "private_key_file": str(private.resolve()),
         }
 
-    def samples(self) -> Path | None:
-        return samples_dir() / self.key
-
-    def is_configured(self, secrets: Secrets) -> bool:
-        return bool(secrets.get("public_key"))
-
     def bind(self, secrets: Secrets) -> WixVerifier:
         return WixVerifier(secrets)
-
-    def verify(
-        self,
-        body: bytes,
-        headers: Mapping[str, str],
-        secrets: Secrets,
-        target: RequestTarget | None = None,
-    ) -> None:
-        WixVerifier(secrets).verify(body, headers, target)
 
     def sign(
         self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
@@ -495,7 +479,7 @@ def _token_text(body: bytes) -> str | None:
 
 
 def _document(body: bytes) -> dict[str, Any]:
-    return expect_object(parse_json(body, "Wix document"), "Wix document")
+    return parse_object(body, "Wix document")
 
 
 def _claims_data(doc: dict[str, Any]) -> str:
@@ -539,7 +523,7 @@ def _envelope(body: bytes) -> dict[str, Any]:
     if token is not None:
         payload = _unverified_payload(token)
         # parse_json, not PyJWT's json.loads: same number and lone-surrogate rules as elsewhere
-        claims = expect_object(parse_json(payload, "token claims"), "token claims")
+        claims = parse_object(payload, "token claims")
         if claims.get("data") is None:
             raise DecodeError("token claims.data is missing")
         data = claims["data"]
@@ -555,7 +539,7 @@ def _json_layer(value: Any, where: str) -> dict[str, Any]:
     """A layer Wix sends as stringified JSON; objects are accepted too (docs print both)."""
     if isinstance(value, str):
         # surrogatepass: a lone surrogate in the claims becomes a "not UTF-8" DecodeError
-        value = parse_json(value.encode("utf-8", "surrogatepass"), where)
+        return parse_object(value.encode("utf-8", "surrogatepass"), where)
     return expect_object(value, where)
 
 

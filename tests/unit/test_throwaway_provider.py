@@ -11,7 +11,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -19,19 +19,20 @@ from connector.avro import default_codec
 from connector.cli import main
 from connector.errors import ConfigError, VerificationError
 from connector.models import EventType, LoyaltyEvent, Provider
-from connector.providers import PROVIDERS
-from connector.providers.base import (
+from connector.providers import (
+    PROVIDERS,
     BaseProvider,
     DecodeContext,
     Option,
     RequestTarget,
     Secrets,
     Where,
+)
+from connector.providers.base import (
     build_event,
     constant_time_equals,
-    expect_object,
     opt_points,
-    parse_json,
+    parse_object,
     req_str,
     require_header,
     resolve_tenant,
@@ -51,22 +52,23 @@ class Scratch(BaseProvider):
     """Scratch: `X-Scratch-Signature` = hex HMAC-SHA256(secret, body); `{"id", "customer",
     "points"}` bodies, one POINTS_EARNED each."""
 
-    key: ClassVar[str] = "scratch"
-    kept_headers: ClassVar[tuple[str, ...]] = ("x-scratch-signature",)
-    options: ClassVar[tuple[Option, ...]] = (
-        Option("SECRET", None, "HMAC key of `X-Scratch-Signature`", secret=True),
+    key = "scratch"
+    kept_headers = ("x-scratch-signature",)
+    options = (
+        Option(
+            "SECRET",
+            None,
+            "HMAC key of `X-Scratch-Signature`",
+            secret=True,
+            required=True,
+            test="scratch-test-secret",
+        ),
         Option("MAX_POINTS", "1000", "largest earn accepted"),
     )
 
     def check_options(self, values: Secrets, where: Where) -> None:
         if not values.get("max_points", "").isdigit():
             raise ConfigError(f"{where('MAX_POINTS')}: expected a whole number")
-
-    def test_secrets(self) -> dict[str, str]:
-        return {"secret": "scratch-test-secret"}
-
-    def is_configured(self, secrets: Secrets) -> bool:
-        return bool(secrets.get("secret"))
 
     def verify(
         self,
@@ -82,7 +84,7 @@ class Scratch(BaseProvider):
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
-        obj = expect_object(parse_json(body), "body")
+        obj = parse_object(body)
         return [
             build_event(
                 provider=self,
@@ -96,9 +98,6 @@ class Scratch(BaseProvider):
                 points_delta=opt_points(obj, "points", "body"),
             )
         ]
-
-    def delivery_id(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        return None
 
     def sign(
         self, body: bytes, secrets: Secrets, target: RequestTarget | None = None
@@ -195,13 +194,13 @@ def test_decode_prints_its_events_and_verifies_with_its_setting(
 
 def test_a_key_that_is_taken_or_malformed_is_refused() -> None:
     class Twin(Scratch):
-        key: ClassVar[str] = "wix"
+        key = "wix"
 
     class Bad(Scratch):
-        key: ClassVar[str] = "Bad-Key"
+        key = "Bad-Key"
 
     class Impostor(Scratch):
-        provider: ClassVar[Provider] = Provider.GAMEBALL
+        provider = Provider.GAMEBALL
 
     with pytest.raises(ConfigError, match="'wix' is a built-in provider"):
         PROVIDERS.add(Twin())

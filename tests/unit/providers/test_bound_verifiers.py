@@ -31,6 +31,17 @@ from tests.support import fixture_cases, other_wix_keypair, test_env, test_secre
 WIX = PROVIDERS["wix"]
 
 
+# PyJWT's error -> what `Wix.verify` says; the first that matches (InvalidSignatureError is a
+# DecodeError).
+REFERENCE_MESSAGES: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired (exp is in the past)"),
+    (jwt.InvalidAlgorithmError, "token algorithm not allowed (RS256 only)"),
+    (jwt.InvalidSignatureError, "token signature does not match the public key"),
+    (jwt.ImmatureSignatureError, "token is not valid yet (iat/nbf in the future)"),
+    (jwt.DecodeError, "body is not a well-formed JWT"),
+)
+
+
 def reference(body: bytes, pem: str, leeway: float = 0.0) -> str | None:
     """The verdict of `Wix.verify` before secrets were bound: PyJWT's `jwt.decode`."""
     token = _token_text(body)
@@ -44,20 +55,11 @@ def reference(body: bytes, pem: str, leeway: float = 0.0) -> str | None:
             options={"require": ["exp", "iat"], "verify_aud": False},
             leeway=leeway,
         )
-    except jwt.ExpiredSignatureError:
-        return "token expired (exp is in the past)"
-    except jwt.InvalidAlgorithmError:
-        return "token algorithm not allowed (RS256 only)"
-    except jwt.InvalidSignatureError:
-        return "token signature does not match the public key"
     except jwt.MissingRequiredClaimError as exc:
         return f"token lacks the {exc.claim} claim"
-    except jwt.ImmatureSignatureError:
-        return "token is not valid yet (iat/nbf in the future)"
-    except jwt.DecodeError:
-        return "body is not a well-formed JWT"
     except jwt.PyJWTError as exc:
-        return f"token rejected ({type(exc).__name__})"
+        said = (message for error, message in REFERENCE_MESSAGES if isinstance(exc, error))
+        return next(said, f"token rejected ({type(exc).__name__})")
     return None
 
 

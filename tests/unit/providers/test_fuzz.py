@@ -31,6 +31,7 @@ from connector.errors import DecodeError, VerificationError
 from connector.models import LoyaltyEvent, to_json_obj
 from connector.providers import PROVIDERS, DecodeContext
 from tests.support import FIXTURES, test_secrets, wix_keypair
+from tests.unit.providers.strategies import JSON
 
 CODEC = default_codec()
 CONTEXT = DecodeContext(tenant=None, received_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
@@ -48,17 +49,6 @@ VERSION_HEADERS = st.sampled_from(
     [{}, {"X-GB-Webhook-Version": "v3"}, {"X-GB-Webhook-Version": "v4"}]
 )
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**20), max_value=10**20)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
-    ),
-    max_leaves=25,
-)
 # JSON numbers json.dumps cannot write: placeholders swapped for the raw text after dumping.
 RAW = "@raw@"
 RAW_NUMBERS = ["1e999999999", "-1E+400", "1e-400", "1.0000000001", "-0.0", "123456789012345678901"]
@@ -188,29 +178,30 @@ def test_mutated_fixture_decodes_to_schema_valid_events_or_decode_error(
     _check(key, _dump(doc), headers if key == "gameball" else {})
 
 
+def _forged(key: str, body: bytes, signature: str) -> None:
+    """`body` with a made-up signature in every provider's header is refused."""
+    names = ("X-GB-Signature", "x-voucherify-signature", "X-OL-Token", "X-Webhook-Signature")
+    with pytest.raises(VerificationError):
+        PROVIDERS[key].verify(body, dict.fromkeys(names, signature), test_secrets()[key])
+
+
 @pytest.mark.parametrize("key", KEYS)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(value=JSON)
 def test_arbitrary_json_gives_schema_valid_events_or_decode_error(key: str, value: Any) -> None:
-    _check(key, json.dumps(value).encode(), {})
+    body = json.dumps(value).encode()
+    _check(key, body, {})
+    _forged(key, body, "ab" * 32)
 
 
 @pytest.mark.parametrize("key", KEYS)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(body=st.binary(max_size=300), signature=st.text(max_size=64))
 def test_arbitrary_bytes_raise_only_decode_or_verification_errors(
     key: str, body: bytes, signature: str
 ) -> None:
-    provider = PROVIDERS[key]
     _check(key, body, {})
-    headers = {
-        "X-GB-Signature": signature,
-        "x-voucherify-signature": signature,
-        "X-OL-Token": signature,
-        "X-Webhook-Signature": signature,
-    }
-    with pytest.raises(VerificationError):
-        provider.verify(body, headers, test_secrets()[key])
+    _forged(key, body, signature)
 
 
 def test_mutations_reach_the_nested_layers() -> None:
@@ -223,6 +214,23 @@ def test_mutations_reach_the_nested_layers() -> None:
     body = json.dumps(doc, default=str).encode()
     with pytest.raises(DecodeError, match="balance"):
         PROVIDERS["wix"].decode(body, {}, CONTEXT)
+
+
+# Each provider's body that is not JSON (cut off, a comma missing) and one that is not an object.
+NOT_AN_OBJECT = {
+    "gameball": (b'{"event": "customer.profile.updated",', b"[]"),
+    "open_loyalty": (b'{"type": "customer.updated" "data": {}}', b'[{"type": "customer.updated"}]'),
+    "voucherify": (b'{"type": "customer.created", ', b"[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(NOT_AN_OBJECT))
+def test_a_body_that_is_not_a_json_object_is_a_decode_error_saying_why(key: str) -> None:
+    broken, array = NOT_AN_OBJECT[key]
+    with pytest.raises(DecodeError, match="body is not valid JSON: .* at line 1 column"):
+        PROVIDERS[key].decode(broken, {}, CONTEXT)
+    with pytest.raises(DecodeError, match="body must be a JSON object, got an array"):
+        PROVIDERS[key].decode(array, {}, CONTEXT)
 
 
 # --- what fuzzing found (each was an exception other than DecodeError, or a SchemaError later) ---

@@ -466,16 +466,6 @@ def test_public_url_setting_is_validated() -> None:
 # --- decoding -------------------------------------------------------------------------------
 
 
-def test_broken_json_is_a_decode_error_with_position() -> None:
-    with pytest.raises(DecodeError, match="not valid JSON.*line"):
-        OL.decode(b'{"type": "customer.updated" "data": {}}', {}, CTX)
-
-
-def test_json_array_body_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="body must be a JSON object, got an array"):
-        OL.decode(b'[{"type": "customer.updated"}]', {}, CTX)
-
-
 def test_missing_customer_id_names_the_field() -> None:
     with pytest.raises(DecodeError, match="data.customerId is missing"):
         decode({"type": "customer.updated", "data": {"id": CUSTOMER}})
@@ -615,18 +605,22 @@ def test_zero_change_from_oss_expire_cancel_unlock_is_a_gap(change_type: str | N
     assert event.attributes["size"] == "derived"
 
 
+# OSS 3.x: an amount change carries no time, and the same change twice is the same bytes
+EARN_10 = json.dumps(
+    {
+        "type": "account.available_points_amount_changed",
+        "data": {
+            "customerId": CUSTOMER,
+            "amount": 10,
+            "amount_change": 10,
+            "amount_change_type": "add",
+        },
+    }
+).encode()
+
+
 def test_webhook_timestamp_orders_payloads_without_a_time() -> None:
-    body = json.dumps(
-        {
-            "type": "account.available_points_amount_changed",
-            "data": {
-                "customerId": CUSTOMER,
-                "amount": 10,
-                "amount_change": 10,
-                "amount_change_type": "add",
-            },
-        }
-    ).encode()
+    body = EARN_10
     [event] = OL.decode(body, {"X-Webhook-Timestamp": "1767225600"}, CTX)
     assert event.occurred_at == datetime(2026, 1, 1, tzinfo=UTC)
     [offline] = OL.decode(body, {}, CTX)
@@ -635,17 +629,7 @@ def test_webhook_timestamp_orders_payloads_without_a_time() -> None:
 
 def test_identical_bodies_of_two_deliveries_are_two_events_and_a_reread_is_one() -> None:
     # earn 10, spend 10, earn 10 again: the third body is byte-identical to the first
-    body = json.dumps(
-        {
-            "type": "account.available_points_amount_changed",
-            "data": {
-                "customerId": CUSTOMER,
-                "amount": 10,
-                "amount_change": 10,
-                "amount_change_type": "add",
-            },
-        }
-    ).encode()
+    body = EARN_10
     first = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-1"))[0]
     again = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-3"))[0]
     reread = OL.decode(body, {}, DecodeContext(received_at=RECEIVED, delivery="req-1"))[0]

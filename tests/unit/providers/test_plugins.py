@@ -37,6 +37,8 @@ def test_an_installed_plugin_is_a_provider_like_the_built_in_ones(
     acme = providers["acme"]
     assert acme.provider is Provider.OTHER
     assert [o.name for o in acme.options] == ["SECRET"]
+    assert acme.samples() == tmp_path / "loyalty_connector_acme" / "samples"
+    assert acme.test_secrets() == {"secret": "acme-test-secret"}
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,14 @@ def test_an_installed_plugin_is_a_provider_like_the_built_in_ones(
             "has key 'acme'; the entry point's name must be it",
         ),
         ({"acme": "lc_thing:Thing"}, {"lc_thing.py": "class Thing:\n    key = 'acme'\n"}, "lacks"),
+        (
+            {"acme": "lc_open:Open"},
+            {
+                "lc_open.py": f"from {ACME_TARGET.replace(':', ' import ')}\nclass Open(Acme):\n"
+                "    options = ()\n"
+            },
+            "marks no option required=True and implements no is_configured",
+        ),
     ],
 )
 def test_a_broken_or_clashing_plugin_is_a_config_error_naming_it(

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from connector.errors import DecodeError, VerificationError
 from connector.models import EventType, LoyaltyEvent
@@ -20,6 +19,7 @@ from connector.providers.base import DecodeContext
 from connector.providers.voucherify import Voucherify, remove_whitespaces
 from tests import support
 from tests.support import FIXTURES
+from tests.unit.providers.strategies import only_expected_errors, shaped
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CTX = DecodeContext(tenant=None, received_at=RECEIVED)
@@ -406,16 +406,6 @@ def test_customer_falls_back_to_voucher_holder() -> None:
 # --- decode errors ----------------------------------------------------------------------------
 
 
-def test_broken_json_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="not valid JSON"):
-        VF.decode(b'{"type": "customer.created", ', {}, CTX)
-
-
-def test_non_object_body_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="body must be a JSON object"):
-        VF.decode(b"[1, 2]", {}, CTX)
-
-
 def test_missing_customer_id_names_the_fields() -> None:
     body = fixture_obj("customer_created")
     del body["data"]["customer"]["id"]
@@ -456,71 +446,29 @@ def test_unrecognisable_raw_payload_is_a_decode_error() -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**20), max_value=10**20)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
-    ),
-    max_leaves=25,
-)
-KEYS = st.sampled_from(
+SHAPED = shaped(
     ["id", "type", "data", "event", "source", "object", "customer", "holder", "voucher",
      "balance", "transaction", "points", "order", "loyalty_tier", "loyalty_tier_to",
-     "pending_points", "created_at", "holder_id", "details", "metadata", "webhook_id"]
+     "pending_points", "created_at", "holder_id", "details", "metadata", "webhook_id"],
+    [
+        "customer.rewarded.loyalty_points",
+        "voucher.loyalty_card.transaction.created",
+        "customer.loyalty.tier.left",
+        "customer.order.paid",
+        "distribution",
+        "event",
+        "POINTS_REDEMPTION",
+        "loyalty_card",
+        "2024-01-01T00:00:00Z",
+        "cust_1",
+        "vtx_1",
+    ],
 )  # fmt: skip
-SHAPED = st.recursive(
-    st.none()
-    | st.integers(-5, 5)
-    | st.text(max_size=8)
-    | st.sampled_from(
-        [
-            "customer.rewarded.loyalty_points",
-            "voucher.loyalty_card.transaction.created",
-            "customer.loyalty.tier.left",
-            "customer.order.paid",
-            "distribution",
-            "event",
-            "POINTS_REDEMPTION",
-            "loyalty_card",
-            "2024-01-01T00:00:00Z",
-            "cust_1",
-            "vtx_1",
-        ]
-    ),  # fmt: skip
-    lambda children: st.dictionaries(KEYS, children, max_size=6) | st.lists(children, max_size=2),
-    max_leaves=30,
-)
-
-
-def _only_expected_errors(body: bytes) -> None:
-    try:
-        VF.decode(body, {}, CTX)
-    except DecodeError:
-        pass
-    VF.delivery_id(body, {})
-    try:
-        VF.verify(body, {"x-voucherify-signature": "ab" * 32}, SECRETS)
-    except VerificationError:
-        pass
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_raise_only_decode_or_verification_errors(body: bytes) -> None:
-    _only_expected_errors(body)
-
-
-@settings(max_examples=200, deadline=None)
-@given(JSON)
-def test_arbitrary_json_raises_only_decode_errors(value: Any) -> None:
-    _only_expected_errors(json.dumps(value).encode())
+# Arbitrary bytes and JSON: test_fuzz.py, for every provider.
 
 
 @settings(max_examples=200, deadline=None)
 @given(SHAPED)
 def test_envelope_shaped_json_raises_only_decode_errors(value: Any) -> None:
-    _only_expected_errors(json.dumps(value).encode())
+    body = json.dumps(value).encode()
+    only_expected_errors(VF, body, CTX, {"x-voucherify-signature": "ab" * 32}, SECRETS)

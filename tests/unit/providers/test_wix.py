@@ -22,6 +22,7 @@ from connector.providers.base import DecodeContext
 from connector.providers.wix import Wix
 from tests import support
 from tests.support import FIXTURES
+from tests.unit.providers.strategies import only_expected_errors, shaped
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CTX = DecodeContext(tenant=None, received_at=RECEIVED)
@@ -349,71 +350,32 @@ def test_non_numeric_revision_is_a_decode_error() -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**20), max_value=10**20)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
-    ),
-    max_leaves=25,
-)
-KEYS = st.sampled_from(
+SHAPED = shaped(
     ["eventType", "instanceId", "data", "identity", "id", "eventTime", "actionEvent", "body",
      "account", "updatedEvent", "currentEntity", "createdEvent", "entity", "deletedEvent",
-     "contactId", "memberId", "points", "balance", "revision", "tier", "identityType"]
+     "contactId", "memberId", "points", "balance", "revision", "tier", "identityType"],
+    [
+        "wix.loyalty.v1.account_points_updated",
+        "wix.loyalty.v1.account_created",
+        "wix.loyalty.v1.account_deleted",
+        "MEMBER",
+        "2024-01-01T00:00:00Z",
+        "3",
+        "{}",
+        "[]",
+    ],
 )  # fmt: skip
-SHAPED = st.recursive(
-    st.none()
-    | st.integers(-5, 5)
-    | st.text(max_size=8)
-    | st.sampled_from(
-        [
-            "wix.loyalty.v1.account_points_updated",
-            "wix.loyalty.v1.account_created",
-            "wix.loyalty.v1.account_deleted",
-            "MEMBER",
-            "2024-01-01T00:00:00Z",
-            "3",
-            "{}",
-            "[]",
-        ]
-    ),  # fmt: skip
-    lambda children: st.dictionaries(KEYS, children, max_size=6) | st.lists(children, max_size=2),
-    max_leaves=30,
-)
+# Arbitrary bytes and JSON: test_fuzz.py, for every provider.
 
 
 def _only_expected_errors(body: bytes) -> None:
-    try:
-        WIX.decode(body, {}, CTX)
-    except DecodeError:
-        pass
-    WIX.delivery_id(body, {})
-    try:
-        WIX.verify(body, {}, SECRETS)
-    except VerificationError:
-        pass
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300))
-def test_arbitrary_bytes_raise_only_decode_or_verification_errors(body: bytes) -> None:
-    _only_expected_errors(body)
+    only_expected_errors(WIX, body, CTX, {}, SECRETS)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.from_regex(r"\A[A-Za-z0-9_-]{0,40}\.[A-Za-z0-9_-]{0,40}\.[A-Za-z0-9_-]{0,40}\Z"))
 def test_arbitrary_jwt_shaped_text_raises_only_expected_errors(text: str) -> None:
     _only_expected_errors(text.encode())
-
-
-@settings(max_examples=200, deadline=None)
-@given(JSON)
-def test_arbitrary_json_documents_raise_only_decode_errors(value: Any) -> None:
-    _only_expected_errors(json.dumps(value).encode())
 
 
 @settings(max_examples=200, deadline=None)

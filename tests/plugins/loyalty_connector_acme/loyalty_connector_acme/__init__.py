@@ -19,23 +19,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from pathlib import Path
-from typing import ClassVar
 
 from connector.errors import DecodeError, VerificationError
 from connector.models import EventType, LoyaltyEvent
+from connector.providers import BaseProvider, DecodeContext, Option, RequestTarget, Secrets
 from connector.providers.base import (
-    BaseProvider,
-    DecodeContext,
-    Option,
-    RequestTarget,
-    Secrets,
     build_event,
     constant_time_equals,
-    expect_object,
     opt_points,
     opt_str,
     parse_json,
+    parse_object,
     parse_time,
     req_str,
     require_header,
@@ -50,20 +44,18 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class Acme(BaseProvider):
-    key: ClassVar[str] = "acme"
-    kept_headers: ClassVar[tuple[str, ...]] = ("x-acme-signature",)
-    options: ClassVar[tuple[Option, ...]] = (
-        Option("SECRET", None, "Acme webhook secret (`X-Acme-Signature`)", secret=True),
+    key = "acme"
+    kept_headers = ("x-acme-signature",)
+    options = (
+        Option(
+            "SECRET",
+            None,
+            "Acme webhook secret (`X-Acme-Signature`)",
+            secret=True,
+            required=True,
+            test="acme-test-secret",
+        ),
     )
-
-    def test_secrets(self) -> dict[str, str]:
-        return {"secret": "acme-test-secret"}
-
-    def samples(self) -> Path | None:
-        return Path(__file__).parent / "samples"
-
-    def is_configured(self, secrets: Secrets) -> bool:
-        return bool(secrets.get("secret"))
 
     def verify(
         self,
@@ -82,7 +74,7 @@ class Acme(BaseProvider):
     def decode(
         self, body: bytes, headers: Mapping[str, str], context: DecodeContext
     ) -> list[LoyaltyEvent]:
-        obj = expect_object(parse_json(body), "body")
+        obj = parse_object(body)
         kind = req_str(obj, "type", "body")
         ctype = TYPES.get(kind, EventType.OTHER)
         delta = opt_points(obj, "points", "body")
