@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -391,14 +392,32 @@ def ol_subscription_amount_changed(
     amount: int,
     at: str,
     wallet_type: dict[str, Any],
+    *,
+    message_id: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Open Loyalty 5.x subscription `AvailablePointsAmountChanged` (api-docs
-    `doc/openapi-new/webhooks.yaml`): the customer nested, the wallet the points moved in
-    (`walletType.code`), the balance after in that wallet (`amount`), camelCase fields."""
+    """Open Loyalty 5.x `AvailablePointsAmountChanged` in the envelope of every 5.x webhook
+    (OpenLoyalty/api-docs@9aa0794 `doc/openapi-new/webhooks.yaml`): `messageId` ("unique
+    identifier for each webhook", kept by a retry), `requestId` (one per send attempt),
+    `eventName`, `storeCode`, `createdAt`, and `data` with the customer nested, the wallet the
+    points moved in (`walletType.code`), the balance after in that wallet (`amount`) and the
+    transfer as `transferId`.
+
+    `message_id` defaults to a UUID derived from the customer and the transfer (one webhook per
+    movement, reproducible); `request_id` to one derived from the message id (a first attempt).
+    """
+    message = message_id or str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"ol-message:{customer}:{transfer_id}")
+    )
     return {
-        "type": "AvailablePointsAmountChanged",
+        "messageId": message,
+        "requestId": request_id or str(uuid.uuid5(uuid.NAMESPACE_URL, f"ol-request:{message}")),
+        "eventName": "AvailablePointsAmountChanged",
+        "storeCode": "DEFAULT",
+        "createdAt": at.replace("Z", "+00:00"),
         "data": {
             "customer": {"customerId": customer, "loyaltyCardNumber": f"card-{customer}"},
+            "accountId": f"wal-{customer}-{wallet_type['code']}",
             "wallet": {
                 "walletId": f"wal-{customer}-{wallet_type['code']}",
                 "walletType": wallet_type,
@@ -406,8 +425,7 @@ def ol_subscription_amount_changed(
             "amount": float(amount),
             "amountChange": float(change),
             "amountChangeType": change_type,
-            "pointsTransferId": transfer_id,
-            "createdAt": at.replace("Z", "+00:00"),
+            "transferId": transfer_id,
         },
     }
 

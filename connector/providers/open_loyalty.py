@@ -48,9 +48,13 @@ a valid HMAC is required whenever ``hmac_secret`` is set AND the delivery carrie
 at least one mechanism must have passed (so with only ``hmac_secret`` set, a delivery without
 the signature is rejected).
 
-Quirks: no event id, so event ids are hashes of the body AND the delivery identity (the signed
-``X-Webhook-Request-Id`` where Cloud sends it, else the bridge's request id): a member returning to
-an earlier state sends byte-identical bodies that are real movements (docs/delivery-semantics.md);
+Quirks: legacy and OSS bodies (``{type, data}``) have no event id, so event ids are hashes of the
+body AND the delivery identity (the signed ``X-Webhook-Request-Id`` where Cloud sends it, else the
+bridge's request id): a member returning to an earlier state sends byte-identical bodies that are
+real movements (docs/delivery-semantics.md). Open Loyalty 5.x sends every webhook as
+``{messageId, requestId, eventName, storeCode, createdAt, data}``: ``eventName`` is the type,
+``messageId`` ("unique identifier for each webhook", the same on a retry; ``requestId`` is per
+attempt) the event id, and points webhooks name their transfer ``data.transferId``;
 OSS 3.x sends no time and sends expiries, cancels and unlocks as ``amount_change: 0``;
 ``amount_change``/``amountChange`` spellings vary by version; points may be floats (``100.0``);
 ``transaction.registered`` has no customer id (the customer is linked later by
@@ -63,10 +67,13 @@ https://help.openloyalty.io/main-features/webhooks/hmac,
 https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/webhooks/hmac/verifying-the-signature.
 """
 
-# Mapping (Open Loyalty type -> canonical LoyaltyEvent). Customer id: data.customerId, else
-# data.customer.customerId / data.customer.id (subscription payloads); none -> DecodeError.
-# occurred_at: top-level createdAt, else data.createdAt, else the per-type time named below,
-# else the receive time.
+# Mapping (Open Loyalty type -> canonical LoyaltyEvent). Type: body.type, else the 5.x
+# body.eventName. Event id: the 5.x body.messageId, else a hash (see the module docstring).
+# Customer id: data.customerId, else data.customer / data.member .customerId / .id (5.x);
+# none -> DecodeError. occurred_at: top-level createdAt, else data.createdAt, else the per-type
+# time named below, else X-Webhook-Timestamp (for a recognised retry no later than the first
+# attempt's receive time), else the receive time. movement_id: data.pointsTransferId, else the
+# 5.x data.transferId.
 #
 # | legacy type / subscription name          | type                 | fields
 # |------------------------------------------|----------------------|---------------------------
@@ -104,7 +111,16 @@ https://help.openloyalty.io/implementation-guide/integrations-and-data-exchange/
 # |                                           | POINTS_PENDING       | state pending (its phase)
 # |                                           | POINTS_CANCELED      | canceled/expired: no amount
 # |                                           | OTHER                | other state or unknown type
-# | anything else                             | OTHER                | verbatim type
+# | UnitsTransferWasAdded (5.x)               | POINTS_PENDING       | pending: true; +-units,
+# |                                           |                      | movement_id=transferId
+# |                                           | POINTS_EARNED /      | active adding / spending
+# |                                           |   POINTS_REDEEMED    | (p2p_*): +-units, transferId
+# |                                           | POINTS_CANCELED      | type expired: movement_id=
+# |                                           |                      | relatedTransferId, no amount
+# |                                           | OTHER                | blocked, unknown, no units
+# | CampaignEffectWasApplied,                 | OTHER                | the points move in
+# |   RewardRedemptionStatusChanged, anything |                      | AvailablePointsAmountChanged
+# |   else                                    |                      | (docs/delivery-semantics.md)
 #
 # transaction.registered: Open Loyalty sends customerData without an id, because a transaction
 # is often registered before it is matched to a member. The canonical model needs a customer, so
@@ -130,6 +146,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from connector import raw
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import (
     DEFAULT_ACCOUNT,
@@ -537,7 +554,16 @@ class _Delivery:
         self.context = context
         self.headers = headers or {}
         self.tenant = resolve_tenant(context)
-        self.type = req_str(obj, "type", "body")
+        # Legacy and OSS bodies are `{type, data}`; Open Loyalty 5.x sends every webhook as
+        # `{messageId, requestId, eventName, storeCode, createdAt, data}` (api-docs
+        # `doc/openapi-new/webhooks.yaml`), so the event name is the type when `type` is absent.
+        name = opt_str(obj, "type", "body") or opt_str(obj, "eventName", "body")
+        if not name:
+            raise DecodeError("body.type is missing (nor is there a 5.x body.eventName)")
+        self.type = name
+        # 5.x `messageId`: "Unique identifier for each webhook" (`requestId` is per send
+        # attempt, so a retry keeps messageId and changes requestId).
+        self.message_id = opt_str(obj, "messageId", "body") or None
         if obj.get("data") is None:
             raise DecodeError(f"data is missing ({self.type} needs a data object)")
         self.data = expect_object(obj["data"], "data")
@@ -550,11 +576,16 @@ class _Delivery:
 
     def customer_id(self) -> str:
         customer_id = opt_str(self.data, "customerId", "data")
-        if not customer_id:
-            nested = self.data.get("customer")
+        # 5.x nests the member (WebhookCustomer) as data.customer, or as data.member
+        # (UnitsTransferWasAdded, CampaignEffectWasApplied); RewardRedemptionStatusChanged names
+        # it in data.issuedReward.customerId.
+        for key in ("customer", "member", "issuedReward"):
+            if customer_id:
+                break
+            nested = self.data.get(key)
             if isinstance(nested, dict):
-                customer_id = opt_str(nested, "customerId", "data.customer") or opt_str(
-                    nested, "id", "data.customer"
+                customer_id = opt_str(nested, "customerId", f"data.{key}") or opt_str(
+                    nested, "id", f"data.{key}"
                 )
         if not customer_id:
             raise DecodeError("data.customerId is missing")
@@ -598,8 +629,34 @@ class _Delivery:
         # X-Webhook-Timestamp (Unix seconds) of the delivery where sent, else the receive time.
         stamp = self.headers.get(TIMESTAMP_HEADER, "").strip()
         if _UNIX_SECONDS.fullmatch(stamp):
-            return parse_time(int(stamp), "X-Webhook-Timestamp")
+            sent = parse_time(int(stamp), "X-Webhook-Timestamp")
+            if sent is not None and self.recognised_retry():
+                # Cloud signs each attempt with a fresh timestamp, so a retry of an old amount
+                # change would rank newest and move the shown balance back: a recognised retry
+                # is no later than the first attempt's receive time (the context's received_at
+                # is first-received-at, connector/raw.py `received_at`).
+                return min(sent, self.context.received_at)
+            return sent
         return None
+
+    def recognised_retry(self) -> bool:
+        """True when the raw record is a provider retry the bridge recognised: it carries a
+        `first-received-at` earlier than its own `received-at` (connector/raw.py)."""
+        first = self.headers.get(raw.FIRST_RECEIVED_AT, "").strip()
+        if not first.isdigit():
+            return False
+        received = self.headers.get(raw.RECEIVED_AT, "").strip()
+        return not received.isdigit() or int(first) < int(received)
+
+    def has_provider_time(self) -> bool:
+        """True when the body dates itself (5.x always sends a top-level createdAt)."""
+        return parse_time(self.obj.get("createdAt"), "createdAt") is not None
+
+    def movement_id(self) -> str | None:
+        """The transfer a points webhook is about: legacy `pointsTransferId`, 5.x `transferId`."""
+        return opt_str(self.data, "pointsTransferId", "data") or opt_str(
+            self.data, "transferId", "data"
+        )
 
     def event(
         self,
@@ -610,9 +667,12 @@ class _Delivery:
         attributes: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> LoyaltyEvent:
-        attrs = {"storeCode": _text(self.data.get("storeCode")), SYNTHETIC_ID: "true"} | dict(
-            attributes or {}
-        )
+        store = self.data.get("storeCode", self.obj.get("storeCode"))
+        attrs: dict[str, Any] = {"storeCode": _text(store)}
+        if self.message_id is None or not self.has_provider_time():
+            # A made-up id or clock: the ledger's horizon never judges it (ledger.beyond_horizon).
+            attrs[SYNTHETIC_ID] = "true"
+        attrs |= dict(attributes or {})
         # Points kinds belong to a wallet (`wallet`); tiers stay per member (a tier set's
         # conditions may read a wallet, but CustomerLevelChanged names none:
         # docs/delivery-semantics.md).
@@ -620,15 +680,17 @@ class _Delivery:
             wallet = self.wallet()
             if wallet is not None:
                 fields["account_id"] = wallet
-        # No event id: the hash of the body and the delivery, because a member who returns to
-        # an earlier state sends a byte-identical body (docs/delivery-semantics.md).
+        # 5.x: messageId, the same on every attempt of one webhook. Legacy and OSS send no id:
+        # the hash of the body and the delivery, because a member who returns to an earlier
+        # state sends a byte-identical body (docs/delivery-semantics.md).
+        event_id = self.message_id or hashed_event_id(
+            Provider.OPEN_LOYALTY, self.tenant, self.body, delivery=self.context.delivery
+        )
         return build_event(
             provider=Provider.OPEN_LOYALTY,
             tenant=self.tenant,
             customer_id=customer_id or self.customer_id(),
-            event_id=hashed_event_id(
-                Provider.OPEN_LOYALTY, self.tenant, self.body, delivery=self.context.delivery
-            ),
+            event_id=event_id,
             provider_event_type=self.type,
             type=type,
             occurred_at=occurred_at or self.time(),
@@ -766,7 +828,7 @@ def _amount_changed(d: _Delivery) -> LoyaltyEvent:
     change_type = _text(d.data.get("amountChangeType", d.data.get("amount_change_type")))
     balance = opt_points(d.data, "amount", "data")
     attributes = _attrs(d.data, "transactionId", "expiresAt") | {"amountChangeType": change_type}
-    movement_id = opt_str(d.data, "pointsTransferId", "data")
+    movement_id = d.movement_id()
     kind = (change_type or "").lower()
     if change is None or change == 0 or kind not in _POSITIVE_CHANGES | _NEGATIVE_CHANGES:
         if balance is None:
@@ -812,7 +874,7 @@ def _points_transfer(d: _Delivery) -> LoyaltyEvent:
     )
     value = opt_points(d.data, "value", "data")
     occurred_at = d.time()
-    movement_id = opt_str(d.data, "pointsTransferId", "data")
+    movement_id = d.movement_id()
     known = transfer_type in _POSITIVE_TRANSFERS | _NEGATIVE_TRANSFERS
     if state in ("canceled", "cancelled", "expired") and movement_id:
         # Ends the transfer: if it was still pending, its pending points go (the ledger
@@ -853,6 +915,57 @@ def _points_transfer(d: _Delivery) -> LoyaltyEvent:
     )
 
 
+def _units_transfer_added(d: _Delivery) -> LoyaltyEvent:
+    """5.x `UnitsTransferWasAdded` (api-docs `doc/openapi-new/webhooks.yaml`): `data.member`,
+    `units`, `type` (adding, spending, p2p_adding, p2p_spending, blocked, expired), `pending`,
+    `lockedUntil`, `transferId`, and `relatedTransferId` on an `expired` transfer.
+
+    * pending (`pending: true`): the pending phase of transfer `transferId`, like a legacy
+      `points_transfer` in state pending; the AvailablePointsAmountChanged that fires "when
+      pending units get activated" carries the same `transferId` and releases it;
+    * `expired` naming `relatedTransferId`: ends that transfer, releasing whatever it still has
+      pending (POINTS_CANCELED without an amount); the balance effect of an active transfer's
+      expiry arrives as AvailablePointsAmountChanged;
+    * an active adding/spending transfer: the same movement as the AvailablePointsAmountChanged
+      with its `transferId`, booked once, like a legacy `points_transfer`;
+    * `blocked`, unknown types, no units or no transferId: OTHER (no sign is guessed).
+    """
+    transfer_type = (_text(d.data.get("type")) or "").lower()
+    pending = d.data.get("pending") is True
+    attributes = _attrs(
+        d.data, "type", "pending", "transferId", "relatedTransferId", "expiresAt", "lockedUntil"
+    )
+    occurred_at = d.time()
+    transfer_id = opt_str(d.data, "transferId", "data") or None
+    if transfer_type == "expired":
+        related = opt_str(d.data, "relatedTransferId", "data") or None
+        if related is None:
+            return d.event(EventType.OTHER, occurred_at=occurred_at, attributes=attributes)
+        return d.event(
+            EventType.POINTS_CANCELED,
+            movement_id=related,
+            occurred_at=occurred_at,
+            attributes=attributes,
+        )
+    units = opt_points(d.data, "units", "data")
+    known = transfer_type in _POSITIVE_TRANSFERS | _NEGATIVE_TRANSFERS
+    if units is None or not known or transfer_id is None:
+        return d.event(EventType.OTHER, occurred_at=occurred_at, attributes=attributes)
+    positive = transfer_type in _POSITIVE_TRANSFERS
+    delta = abs(units) if positive else -abs(units)
+    if pending:
+        kind = EventType.POINTS_PENDING
+    else:
+        kind = EventType.POINTS_EARNED if positive else EventType.POINTS_REDEEMED
+    return d.event(
+        kind,
+        points_delta=delta,
+        movement_id=transfer_id,
+        occurred_at=occurred_at,
+        attributes=attributes,
+    )
+
+
 _HANDLERS: dict[str, Callable[[_Delivery], LoyaltyEvent]] = {
     "customer.registered": _registered,
     "CustomerRegistered": _registered,
@@ -878,6 +991,7 @@ _HANDLERS: dict[str, Callable[[_Delivery], LoyaltyEvent]] = {
     "account.expiring_points_notification": _expiring,
     "PointsWillExpire": _expiring,
     "account.points_transfer": _points_transfer,
+    "UnitsTransferWasAdded": _units_transfer_added,
 }
 
 __all__ = ["OpenLoyalty", "hmac_signature"]

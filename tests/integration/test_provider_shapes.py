@@ -18,6 +18,7 @@ Apache Kafka, and checked through `GET /members/...` against numbers worked out 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from connector.models import account_key
@@ -284,17 +285,27 @@ def vf_accrual(n: int, card: str, campaign: str, points: int, balance: int, at: 
 
 
 def ol_wallet(n: int, wallet: str | None, change: int, kind: str, amount: int, at: str) -> Delivery:
+    """Open Loyalty 5.x AvailablePointsAmountChanged in the spec's envelope (api-docs
+    `doc/openapi-new/webhooks.yaml`: messageId, requestId, eventName, storeCode, createdAt,
+    data with `transferId`)."""
     data: dict[str, Any] = {
         "customer": {"customerId": OL_TWO},
         "amount": amount,
         "amountChange": change,
         "amountChangeType": kind,
-        "pointsTransferId": f"pt-{wallet}-{n}",
-        "createdAt": at,
+        "transferId": f"pt-{wallet}-{n}",
     }
     if wallet is not None:  # where Open Loyalty 5.x names it (api-docs webhooks.yaml)
         data["wallet"] = {"walletType": {"code": wallet}}
-    return sign("open_loyalty", {"type": "AvailablePointsAmountChanged", "data": data})
+    body = {
+        "messageId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ol-wallet:{wallet}:{n}")),
+        "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ol-wallet-attempt:{wallet}:{n}")),
+        "eventName": "AvailablePointsAmountChanged",
+        "storeCode": "DEFAULT",
+        "createdAt": at,
+        "data": data,
+    }
+    return sign("open_loyalty", body)
 
 
 def test_each_account_of_a_member_keeps_its_own_balance(h: Harness) -> None:

@@ -672,6 +672,164 @@ def test_retries_with_new_request_ids_keep_the_event_id() -> None:
     assert a.event_id == b.event_id
 
 
+def test_a_recognised_retry_is_dated_no_later_than_its_first_attempt() -> None:
+    # Cloud signs every attempt with a fresh X-Webhook-Timestamp; the bridge tags a recognised
+    # retry with first-received-at, which the worker makes the context's received_at.
+    first = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+    resent = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+    first_ms, resent_ms = int(first.timestamp() * 1000), int(resent.timestamp() * 1000)
+    headers = {
+        "X-Webhook-Timestamp": str(int(resent.timestamp())),
+        "first-received-at": str(first_ms),
+        "received-at": str(resent_ms),
+    }
+    context = DecodeContext(received_at=first, delivery="req-first")
+    [event] = OL.decode(EARN_10, headers, context)
+    assert event.occurred_at == first
+    # not a recognised retry (no first-received-at, or not earlier): the signed time stands
+    plain = {k: v for k, v in headers.items() if k != "first-received-at"}
+    [fresh] = OL.decode(EARN_10, plain, DecodeContext(received_at=first))
+    assert fresh.occurred_at == resent
+    same = headers | {"first-received-at": str(resent_ms)}
+    [untagged] = OL.decode(EARN_10, same, DecodeContext(received_at=first))
+    assert untagged.occurred_at == resent
+
+
+# --- Open Loyalty 5.x: {messageId, requestId, eventName, storeCode, createdAt, data} -----------
+
+V5_CHANGE = fixture("v5_available_points_amount_changed")
+V5_PENDING = fixture("v5_units_transfer_added_pending")
+V5_CUSTOMER = "7f3a9c1e-2b4d-4e6f-8a0b-1c2d3e4f5a6b"
+V5_TRANSFER = "b10c0a7e-1111-4222-8333-444455550001"
+
+
+def v5(body: bytes, **changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(body)
+    data = changes.pop("data", None)
+    if data is not None:
+        obj["data"] = obj["data"] | data
+    return obj | changes
+
+
+def test_a_v5_body_decodes_with_its_message_id_and_transfer_id() -> None:
+    [event] = OL.decode(V5_CHANGE, {}, CTX)
+    assert event.provider_event_type == "AvailablePointsAmountChanged"
+    assert event.event_id == "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+    assert "synthetic_event_id" not in event.attributes  # a provider id and a provider clock
+    assert event.customer_id == V5_CUSTOMER
+    assert event.movement_id == V5_TRANSFER
+    assert (event.type, event.points_delta, event.balance) == (
+        EventType.POINTS_EARNED,
+        Decimal(100),
+        Decimal(100),
+    )
+    assert event.occurred_at == datetime(2025, 6, 1, 8, 40, tzinfo=UTC)
+    assert event.attributes["storeCode"] == "DEFAULT"
+
+
+def test_a_v5_retry_has_a_new_request_id_and_the_same_event_id() -> None:
+    [first] = OL.decode(V5_CHANGE, {}, DecodeContext(received_at=RECEIVED, delivery="req-1"))
+    retry = json.dumps(v5(V5_CHANGE, requestId=str(uuid.uuid4()))).encode()
+    [again] = OL.decode(retry, {}, DecodeContext(received_at=RECEIVED, delivery="req-2"))
+    assert again.event_id == first.event_id
+    # another webhook with the same bytes otherwise is another event
+    other = json.dumps(v5(V5_CHANGE, messageId=str(uuid.uuid4()))).encode()
+    assert one(json.loads(other)).event_id != first.event_id
+
+
+def test_a_v5_message_id_without_a_provider_time_stays_synthetic() -> None:
+    obj = v5(V5_CHANGE)
+    del obj["createdAt"]
+    event = one(obj)
+    assert event.event_id == obj["messageId"]
+    assert event.attributes["synthetic_event_id"] == "true"  # the ledger's horizon ignores it
+
+
+def test_type_wins_over_event_name_and_neither_is_named() -> None:
+    assert one(v5(V5_CHANGE, type="customer.updated")).type is EventType.CUSTOMER_UPDATED
+    obj = v5(V5_CHANGE)
+    del obj["eventName"]
+    with pytest.raises(DecodeError, match="body.type is missing"):
+        decode(obj)
+
+
+def test_a_pending_v5_units_transfer_is_the_pending_phase_of_its_transfer() -> None:
+    [event] = OL.decode(V5_PENDING, {}, CTX)
+    assert event.type is EventType.POINTS_PENDING
+    assert event.points_delta == Decimal(100)
+    assert event.movement_id == V5_TRANSFER  # the activation's amount change names it too
+    assert event.customer_id == V5_CUSTOMER  # data.member
+    assert event.event_id == "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e30"
+
+
+def test_an_active_v5_units_transfer_is_the_same_movement_as_its_amount_change() -> None:
+    transfer = one(v5(V5_PENDING, data={"pending": False}))
+    [change] = OL.decode(V5_CHANGE, {}, CTX)
+    assert transfer.type is change.type is EventType.POINTS_EARNED
+    assert transfer.movement_id == change.movement_id == V5_TRANSFER
+    assert transfer.points_delta == change.points_delta == Decimal(100)
+    spend = one(v5(V5_PENDING, data={"pending": False, "type": "p2p_spending"}))
+    assert (spend.type, spend.points_delta) == (EventType.POINTS_REDEEMED, Decimal(-100))
+
+
+def test_an_expired_v5_units_transfer_ends_its_related_transfer_without_an_amount() -> None:
+    expired = {"type": "expired", "pending": False, "transferId": "t-exp"}
+    assert one(v5(V5_PENDING, data=expired)).type is EventType.OTHER  # no relatedTransferId
+    event = one(v5(V5_PENDING, data=expired | {"relatedTransferId": V5_TRANSFER}))
+    assert event.type is EventType.POINTS_CANCELED
+    assert (event.movement_id, event.points_delta) == (V5_TRANSFER, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("blocked", {"type": "blocked"}),
+        ("no transfer id", {"transferId": None}),
+        ("no units", {"units": None}),
+    ],
+)
+def test_other_v5_units_transfers_claim_no_delta(name: str, data: dict[str, Any]) -> None:
+    event = one(v5(V5_PENDING, data=data))
+    assert event.type is EventType.OTHER
+    assert event.points_delta is None
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        # the spec's data: the member, the campaign, the effects given (units among them)
+        (
+            "CampaignEffectWasApplied",
+            {
+                "member": {"customerId": V5_CUSTOMER},
+                "campaign": {"campaignId": "camp-1"},
+                "effectsGiven": [{"effect": "give_points", "pointsRule": "10"}],
+            },
+        ),
+        # the spec's data: the issued reward (its customerId, costInPoints) and the statuses
+        (
+            "RewardRedemptionStatusChanged",
+            {
+                "issuedReward": {"customerId": V5_CUSTOMER, "costInPoints": 50.0},
+                "newStatus": "canceled",
+                "oldStatus": "pending",
+            },
+        ),
+    ],
+)
+def test_campaign_effects_and_redemption_status_changes_move_no_points(
+    name: str, data: dict[str, Any]
+) -> None:
+    # The units either moves arrive as AvailablePointsAmountChanged (docs/delivery-semantics.md),
+    # so booking them here too would count them twice.
+    body = v5(V5_CHANGE, eventName=name) | {"data": data}
+    event = one(body)
+    assert event.type is EventType.OTHER
+    assert event.provider_event_type == name
+    assert event.customer_id == V5_CUSTOMER
+    assert event.points_delta is None
+
+
 # --- properties -----------------------------------------------------------------------------
 
 JSON = st.recursive(
