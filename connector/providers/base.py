@@ -392,22 +392,42 @@ def opt_points(obj: Mapping[str, Any], key: str, where: str) -> Decimal | None:
         raise DecodeError(f"{where}.{key}: points {value!r} are out of range") from None
 
 
+# An integer field (Wix `revision`, Gameball tier order, Voucherify amounts) is a JSON integer or
+# a plain ASCII decimal string, nothing else: no whitespace, no `_` separators, no non-ASCII
+# digits (all of which `int()` and `Decimal()` accept), no fraction, no exponent.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_INT_TEXT_MAX = 25  # longer than any int64 with sign and leading zeros a provider would send
+
+
+def _huge_number(value: Any) -> bool:
+    """True for a JSON number or a number-shaped string whose magnitude is at least 1e19."""
+    if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        value = Decimal(value)  # exact, no context: "1E+999999999999999999" cannot overflow
+    return isinstance(value, Decimal) and (not value.is_finite() or value.adjusted() >= 19)
+
+
 def opt_int(obj: Mapping[str, Any], key: str, where: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, bool):
         raise DecodeError(f"{where}.{key} must be an integer, got a boolean")
-    try:
-        d = Decimal(value) if isinstance(value, (str, int, Decimal)) else None
-    except ArithmeticError:
-        d = None
-    if d is None or not d.is_finite() or d != d.to_integral_value():
-        raise DecodeError(f"{where}.{key} must be an integer, got {value!r}")
-    # Compare before int(): int(Decimal("1e9999999")) would build a ten-million-digit integer.
-    if not -(2**63) <= d < 2**63:
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value):
+        if len(value) > _INT_TEXT_MAX:  # int() of a huge string is slow, and out of range anyway
+            raise DecodeError(f"{where}.{key} is out of range")
+        n = int(value)
+    else:
+        if _huge_number(value):  # "1e9999999": not an integer form, and past int64 anyway
+            raise DecodeError(f"{where}.{key} is out of range")
+        text = repr(value)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        raise DecodeError(f"{where}.{key} must be an integer, got {text}")
+    if not -(2**63) <= n < 2**63:
         raise DecodeError(f"{where}.{key} is out of range")
-    return int(d)
+    return n
 
 
 def parse_time(value: Any, where: str) -> datetime | None:

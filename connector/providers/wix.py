@@ -32,7 +32,8 @@ https://dev.wix.com/docs/build-apps/develop-your-app/access/authentication/verif
 #
 # customer = account.contactId, else account.memberId (no customer -> DecodeError); tenant = URL
 # tenant, else instanceId; event_id = entity event `id` ("allows clients to ignore duplicate
-# webhooks"); occurred_at = eventTime; revision = int(account.revision) (a string in payloads).
+# webhooks"); occurred_at = eventTime; revision = int(account.revision) (a string in payloads),
+# required on every snapshot (missing -> DecodeError: no total order without it).
 # (1) A derived flag about rewards, not a change of the member's profile or points.
 # (2) With the member taken from the entity (contactId/memberId) or the MEMBER identity; an
 #     event about no member at all (earning rules, program settings) yields no events: there
@@ -615,6 +616,24 @@ def _snapshot(account: dict[str, Any], where: str) -> dict[str, Any]:
             adjusted=opt_points(pts, "adjusted", p_where),
             expired=opt_points(pts, "expired", p_where),
         ),
-        "revision": opt_int(account, "revision", where),
+        "revision": _revision(account, where),
         "tier": tier,
     }
+
+
+def _revision(account: dict[str, Any], where: str) -> int:
+    """`account.revision`, required: the only total order of one account's snapshots.
+
+    Wix keeps it on every stored account ("increments by 1 each time the loyalty account is
+    updated"; "the current revision must be passed when updating"), and every documented
+    payload carries it. A snapshot without one cannot be placed among the others: its balance
+    would never move a revisioned one, but its lifetime counters (earned, adjusted...) would
+    still depend on arrival order. It is refused (dead letter) rather than guessed.
+    """
+    revision = opt_int(account, "revision", where)
+    if revision is None:
+        raise DecodeError(
+            f"{where}.revision is missing (Wix sends it on every account; without it the "
+            "snapshot cannot be ordered against the account's others)"
+        )
+    return revision

@@ -217,7 +217,12 @@ def test_points_are_exact(raw: object, expected: str) -> None:
     assert models.points(raw) == Decimal(expected)
 
 
-@pytest.mark.parametrize("raw", [True, None, "abc", float("nan"), "1e400", 0.001, [1]])
+@pytest.mark.parametrize(
+    "raw",
+    [True, False, None, "abc", float("nan"), "1e400", 0.001, [1], [0, [1, 2, 3], 0], (0, (1,), 0),
+     "1_000", "\u0661\u0662\u0663", "\uff11\uff12", " 12 ", "12 ", " 12", "\t12", "12\n", "",
+     {"n": 1}],
+)  # fmt: skip
 def test_points_refuse_non_numbers(raw: object) -> None:
     with pytest.raises(ValueError):
         models.points(raw)

@@ -24,12 +24,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.domain.ledger import MemberState, apply, with_account
+from connector.errors import DecodeError
 from connector.models import LoyaltyEvent, Tier, account_key
 from connector.providers.base import DecodeContext
 from connector.providers.gameball import Gameball
 from connector.providers.open_loyalty import OpenLoyalty
 from connector.providers.voucherify import Voucherify
 from connector.providers.wix import Wix
+from tests.support import FIXTURES
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CUSTOMER = "c-1"
@@ -203,6 +205,83 @@ def test_an_oss_expiry_is_booked_not_hidden_in_the_drift() -> None:
         state = run_ledger(OpenLoyalty(), order)
         assert state is not None
         assert (state.balance, state.computed_balance, state.lifetime_adjusted) == (10, 10, -10)
+
+
+def test_a_recognised_retry_of_an_old_amount_change_does_not_move_the_balance_back() -> None:
+    # Cloud: earn 10 (refused, its write lost), earn 5, then the retry of the first with a
+    # fresh X-Webhook-Timestamp; the bridge tagged the retry with first-received-at.
+    def cloud(amount: int, change: int, sent: datetime, **raw: str) -> tuple[bytes, dict[str, str]]:
+        data = {
+            "customerId": CUSTOMER,
+            "amount": amount,
+            "amountChange": change,
+            "amountChangeType": "add",
+        }
+        body = {"type": "account.available_points_amount_changed", "data": data}
+        return dumps(body), {"X-Webhook-Timestamp": str(int(sent.timestamp()))} | raw
+
+    def ms(t: datetime) -> str:
+        return str(int(t.timestamp() * 1000))
+
+    first_body, _ = cloud(10, 10, at(0))
+    second_body, second_headers = cloud(15, 5, at(1))
+    retry_at = at(1) + timedelta(minutes=30)
+    _, retry_headers = cloud(10, 10, retry_at, **{"first-received-at": ms(at(0))})
+    retry_headers["received-at"] = ms(retry_at)
+    sent = [
+        Delivery(second_body, "req-2", at(1), second_headers),
+        # the worker's context: received_at = first-received-at, delivery = retry-of
+        Delivery(first_body, "req-1", at(0), retry_headers),
+    ]
+    state = run_ledger(OpenLoyalty(), sent)
+    assert state is not None
+    assert (state.balance, state.computed_balance, state.lifetime_earned) == (15, 15, 15)
+    assert state.to_balance().drift == 0
+
+
+# Open Loyalty 5.x: the spec envelope, messageId per webhook (kept by retries), transferId
+V5_CHANGE = (FIXTURES / "open_loyalty" / "v5_available_points_amount_changed.json").read_bytes()
+V5_PENDING = (FIXTURES / "open_loyalty" / "v5_units_transfer_added_pending.json").read_bytes()
+
+
+def v5_retry(body: bytes) -> bytes:
+    """The same webhook sent again: a new requestId ("each webhook send attempt")."""
+    obj = json.loads(body)
+    obj["requestId"] = f"retry-of-{obj['requestId']}"
+    return dumps(obj)
+
+
+def test_a_v5_retry_with_the_same_message_id_counts_once() -> None:
+    # an unrecognised retry: other bytes, another raw key, no retry-of
+    for sent in (
+        [Delivery(V5_CHANGE, "rq-1", at(0)), Delivery(v5_retry(V5_CHANGE), "rq-2", at(5))],
+        [Delivery(v5_retry(V5_CHANGE), "rq-2", at(5)), Delivery(V5_CHANGE, "rq-1", at(0))],
+    ):
+        state = run_ledger(OpenLoyalty(), sent)
+        assert state is not None
+        assert (state.balance, state.computed_balance, state.lifetime_earned) == (100, 100, 100)
+        assert state.events_applied == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_a_v5_pending_transfer_then_its_activation_leaves_no_pending(data: st.DataObject) -> None:
+    sent = [
+        Delivery(V5_PENDING, "rq-pending", at(0)),
+        Delivery(V5_CHANGE, "rq-activated", at(1)),
+        Delivery(v5_retry(V5_CHANGE), "rq-activated-again", at(2)),
+    ]
+    state = run_ledger(OpenLoyalty(), data.draw(delivered(sent)))
+    assert state is not None
+    assert state.pending_points == 0
+    assert (state.balance, state.computed_balance, state.lifetime_earned) == (100, 100, 100)
+
+
+def test_a_v5_pending_transfer_is_pending_until_activated() -> None:
+    state = run_ledger(OpenLoyalty(), [Delivery(V5_PENDING, "rq-pending", at(0))])
+    assert state is not None
+    assert state.pending_points == 100
+    assert state.computed_balance == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +478,56 @@ def test_wix_accounts_end_at_the_providers_numbers(
         acct.expired,
     )
     assert state.tier == (Tier(id=acct.tier) if acct.tier else None)
+
+
+def wix_stray(acct: Account) -> Delivery:
+    """A points_updated without `revision` whose counters disagree with the revisioned ones."""
+    account = {
+        "id": "acct-1",
+        "contactId": CUSTOMER,
+        "points": {"balance": acct.balance, "earned": 999, "adjusted": -949, "redeemed": 0},
+    }
+    envelope = {
+        "eventType": "wix.loyalty.v1.account_points_updated",
+        "instanceId": "site-1",
+        "data": {
+            "id": "wx-stray",
+            "entityFqdn": "wix.loyalty.v1.account",
+            "slug": "points_updated",
+            "entityId": "acct-1",
+            "eventTime": iso(0),
+            "actionEvent": {"body": {"account": account}},
+        },
+    }
+    return Delivery(dumps(envelope), "wx-stray", at(0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ops=WIX_OPS)
+def test_wix_a_snapshot_without_revision_is_dead_lettered_in_any_position(
+    data: st.DataObject, ops: list[tuple[str, int]]
+) -> None:
+    # Without a revision the order of snapshots is not total: the balance stays right, but the
+    # lifetime counters would depend on where the stray one arrives. The decoder refuses it.
+    acct = Account()
+    sent = wix_sent(ops, acct)
+    sent.insert(data.draw(st.integers(0, len(sent)), label="stray at"), wix_stray(acct))
+    kept: list[Delivery] = []
+    for d in data.draw(delivered(sent)):
+        context = DecodeContext(tenant=None, received_at=d.received, delivery=d.key)
+        try:
+            Wix().decode(d.body, d.headers, context)
+        except DecodeError as exc:  # the worker's dead letter
+            assert d.key.startswith("wx-stray") and "revision is missing" in str(exc)
+            continue
+        kept.append(d)
+    state = run_ledger(Wix(), kept)
+    assert state is not None
+    assert (state.balance, state.lifetime_earned, state.lifetime_adjusted) == (
+        acct.balance,
+        acct.earned,
+        acct.adjusted,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

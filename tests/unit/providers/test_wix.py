@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from connector.errors import ConfigError, DecodeError, VerificationError
 from connector.models import NO_TIER, EventType, LoyaltyEvent, to_json_obj
-from connector.providers.base import DecodeContext
+from connector.providers.base import DecodeContext, opt_int
 from connector.providers.wix import Wix
 from tests import support
 from tests.support import FIXTURES
@@ -346,6 +346,63 @@ def test_non_numeric_revision_is_a_decode_error() -> None:
     doc["data"]["actionEvent"]["body"]["account"]["revision"] = "three"
     with pytest.raises(DecodeError, match="revision"):
         decode(json.dumps(doc).encode())
+
+
+def _without_revision(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` (claims or envelope, layers stringified or not) with `account.revision` removed."""
+    if "eventType" not in doc:
+        return {"data": _without_revision(json.loads(doc["data"]))}
+    envelope = dict(doc)
+    event = envelope["data"]
+    event = json.loads(event) if isinstance(event, str) else event
+    for outer, inner in (("actionEvent", "body"), ("updatedEvent", "currentEntity"),
+                         ("createdEvent", "entity")):  # fmt: skip
+        if outer in event:
+            entity = event[outer][inner]
+            entity = entity.get("account", entity)
+            assert "revision" in entity
+            del entity["revision"]
+    envelope["data"] = event
+    return envelope
+
+
+@pytest.mark.parametrize(
+    "name", ["seed003_points_updated", "account_updated_claims", "account_created"]
+)
+def test_an_account_snapshot_without_revision_is_refused(name: str) -> None:
+    # Without a revision the order is not total: the balance never moves a revisioned one, but
+    # lifetime counters would still depend on arrival order (earned 50 vs 999). Dead letter it.
+    body = json.dumps(_without_revision(fixture_obj(name))).encode()
+    with pytest.raises(DecodeError, match=r"\.revision is missing"):
+        decode(body)
+
+
+@pytest.mark.parametrize(
+    "revision",
+    ["1_000", "\u0661\u0662\u0663", " 12 ", "12 ", "\t12", "12\n", "+", "", "1.0", "1e3",
+     "\uff11\uff12", True, False, 3.0, [0, [1, 2, 3], 0], {"n": 1}],
+)  # fmt: skip
+def test_revision_is_a_json_integer_or_ascii_digits_only(revision: object) -> None:
+    doc = fixture_obj("seed003_points_updated")
+    doc["data"]["actionEvent"]["body"]["account"]["revision"] = revision
+    with pytest.raises(DecodeError, match=r"account\.revision must be an integer"):
+        decode(json.dumps(doc).encode())
+
+
+def test_opt_int_reads_json_integers_and_plain_ascii_digit_strings_only() -> None:
+    ok = {"a": 7, "b": "42", "c": "-3", "d": "+5", "e": "007", "f": 2**63 - 1}
+    assert [opt_int(ok, k, "x") for k in "abcdef"] == [7, 42, -3, 5, 7, 2**63 - 1]
+    assert opt_int({}, "a", "x") is None and opt_int({"a": None}, "a", "x") is None
+    refused = ["1_000", "\u0661\u0662\u0663", " 12 ", "12\n", "1.5", "", Decimal("3"), 3.0, [1]]
+    for value in refused:
+        with pytest.raises(DecodeError, match=r"^x\.a must be an integer, got "):
+            opt_int({"a": value}, "a", "x")
+    for value in (True, False):
+        with pytest.raises(DecodeError, match=r"^x\.a must be an integer, got a boolean$"):
+            opt_int({"a": value}, "a", "x")
+    for value in (2**63, -(2**63) - 1, str(2**63), "9" * 30, Decimal("1e9999999"), "1e400"):
+        with pytest.raises(DecodeError, match=r"^x\.a is out of range$"):
+            opt_int({"a": value}, "a", "x")
 
 
 # --- properties -------------------------------------------------------------------------------
