@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connector.avro import default_codec
 from connector.export import ledger_daily
@@ -130,6 +131,17 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def create_unretained(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(n, 2, 1, topic_configs={"retention.ms": "-1"}) for n in names]
+        )
+    finally:
+        await admin.close()
+
+
 def test_export_ledger_and_balances(
     kafka: Any, schema_registry: Any, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -141,6 +153,9 @@ def test_export_ledger_and_balances(
     }
     settings = Settings.from_env(env_vars)
     topics = settings.topics
+    # The records carry 2025 Kafka timestamps: with the broker's default 7-day retention its
+    # periodic check may delete them mid-test (a CI failure), so these topics keep everything.
+    asyncio.run(create_unretained(kafka.bootstrap, [topics.ledger, topics.balances]))
     asyncio.run(ensure_topics(settings, [topics.ledger, topics.balances]))
     registry = codec_for(settings)
     assert isinstance(registry, RegistryCodec)

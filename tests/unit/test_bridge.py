@@ -584,12 +584,21 @@ def test_secrets_never_appear_in_logs_or_responses(caplog: pytest.LogCaptureFixt
 
 def test_aiokafka_retry_storm_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     """A down broker makes aiokafka log each of thousands of reconnects a second at ERROR."""
-    from connector.bridge.producer import RepeatFilter, quiet_aiokafka_retries
+    from connector.bridge.producer import (
+        AIOKAFKA_RETRY_LOGGERS,
+        RepeatFilter,
+        quiet_aiokafka_retries,
+    )
 
     logger = logging.getLogger("aiokafka")
     sender = logging.getLogger("aiokafka.producer.sender")  # a child: its records skip ours
-    before = {lg: list(lg.filters) for lg in (logger, sender)}
+    loggers = [logging.getLogger(name) for name in AIOKAFKA_RETRY_LOGGERS]
+    before = {lg: list(lg.filters) for lg in loggers}
     try:
+        # a producer started earlier in this process (and this test's other front-end run)
+        # installed filters that remember these templates: start from none
+        for lg in loggers:
+            lg.filters[:] = [f for f in lg.filters if not isinstance(f, RepeatFilter)]
         quiet_aiokafka_retries()
         quiet_aiokafka_retries()  # idempotent: one filter
         assert sum(isinstance(f, RepeatFilter) for f in logger.filters) == 1
