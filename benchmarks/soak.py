@@ -48,7 +48,10 @@ With trouble mixed in:
   changed: the signature covers the exact bytes), which must get 401;
 * oversized requests (over CONNECTOR_MAX_BODY_BYTES, set to 64 KiB here), which must get 413;
 * poison: a correctly signed Open Loyalty webhook without `customerId` (the bridge must accept it,
-  the worker must dead-letter it).
+  the worker must dead-letter it);
+* overflow: one correctly signed Open Loyalty amount change per run whose amounts decode but take
+  the ledger past Avro `decimal(18,2)` (issue 11 item 8): dead-lettered at the ledger stage,
+  never booked, the member's other events exact.
 
 Senders behave like providers: a delivery counts as acknowledged only on 200; a 503, a 429, a
 connection error or a timeout is retried with exponential backoff (0.25 s doubling, at most

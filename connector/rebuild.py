@@ -74,6 +74,7 @@ from connector.shadow import (
     _start,
     check_shadow,
     commit_offsets,
+    committed_reader,
     end_offsets,
     group_offsets,
     manifest_metadata,
@@ -113,6 +114,7 @@ class RebuildResult:
     by_provider: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     beyond_horizon: int = 0
+    beyond_movement_horizon: int = 0  # of those, naming a movement the memory forgot too
     ledger_entries: int = 0
     tier_changes: int = 0
     erased_members: int = 0
@@ -139,6 +141,7 @@ class RebuildResult:
             "by_provider": dict(self.by_provider),
             "duplicates": self.duplicates,
             "beyond_horizon": self.beyond_horizon,
+            "beyond_movement_horizon": self.beyond_movement_horizon,
             "ledger_entries": self.ledger_entries,
             "tier_changes": self.tier_changes,
             "erased_members": self.erased_members,
@@ -360,6 +363,7 @@ class Ledger:
         r = self.result
         r.duplicates += outcome.duplicate
         r.beyond_horizon += outcome.beyond_horizon
+        r.beyond_movement_horizon += outcome.forgotten_movement is not None
         r.ledger_entries += len(outcome.entries)
         r.tier_changes += outcome.tier_change is not None
         return outputs, None
@@ -464,12 +468,7 @@ async def rebuild(
     result = RebuildResult(live.raw, shadow.prefix, shadow.app_id)
     started = time.monotonic()
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(bootstrap)
     await _start(consumer, bootstrap)
     try:
         tps = await partitions_of(consumer, live.raw)

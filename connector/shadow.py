@@ -131,6 +131,16 @@ async def read_manifest(settings: Settings, shadow_prefix: str) -> dict[str, Any
 # -- Kafka reads -------------------------------------------------------------------------------
 
 
+def committed_reader(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer outside any group that reads what was committed, from the beginning."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+
+
 async def _start(client: Any, bootstrap: str) -> None:
     try:
         await asyncio.wait_for(client.start(), 15)
@@ -150,12 +160,7 @@ async def scan(
 
     A topic that does not exist has no records. No progress for `stall` seconds: BrokerError.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(bootstrap)
     await _start(consumer, bootstrap)
     count = 0
     try:

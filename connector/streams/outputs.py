@@ -52,16 +52,10 @@ class Outputs:
         with the source offset), via the producer's per-transaction producers.
         (docs/upstream-patches.md offers Faust the fix.)
         """
-        if not self.exactly_once:
-            return await self.app.producer.send(
-                topic=topic.get_topic_name(),
-                key=key,
-                value=value,
-                partition=None,
-                timestamp=None,
-                headers=None,
-            )
-        msg = source.message
+        transactional_id = None
+        if self.exactly_once:
+            msg = source.message
+            transactional_id = source_transactional_id(self.app, msg.topic, msg.partition)
         return await self.app.producer.send(
             topic=topic.get_topic_name(),
             key=key,
@@ -69,7 +63,7 @@ class Outputs:
             partition=None,
             timestamp=None,
             headers=None,
-            transactional_id=source_transactional_id(self.app, msg.topic, msg.partition),
+            transactional_id=transactional_id,
         )
 
     async def dead_letter(self, dl: DeadLetter, source: EventT) -> Ack:

@@ -61,6 +61,9 @@ def test_quick_soak_scoreboard_has_no_wrong_numbers(tmp_path: Path) -> None:
     assert webhooks["late"] > 0, webhooks
     assert board["members"]["checked"] >= 30, board["members"]
     assert board["dead_letters"]["records"] >= webhooks["by_kind"]["poison"], board["dead_letters"]
+    overflow = board["dead_letters"]["overflow"]  # one amount past decimal(18,2) per run
+    assert overflow["sent"] == 1 and overflow["dead_lettered_by_ledger"] == 1, overflow
+    assert overflow["booked_entries"] == [], overflow
     # ... in the shapes providers send, legitimate repeats included
     shapes = board["workload"]["valid_by_shape"]
     for shape in (
