@@ -26,6 +26,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from fastavro.validation import validate
 
 from connector import models
+from connector.avro_writer import Unsupported, compile_writer
 from connector.errors import SchemaError
 from connector.resources import schema_dir
 
@@ -59,6 +60,7 @@ class AvroCodec:
             raise SchemaError(f"schema directory {schema_dir} does not exist")
         self.schema_dir = schema_dir
         self.schemas: dict[str, Any] = {}
+        self.writers: dict[str, Any] = {}  # compiled writers (avro_writer): fastavro's bytes
         self.raw_schemas: dict[str, Any] = {}
         self.fingerprints: dict[str, bytes] = {}
         self.by_fingerprint: dict[bytes, str] = {}
@@ -70,6 +72,7 @@ class AvroCodec:
                 raise SchemaError(f"cannot load {path.name}: {exc}") from exc
             fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
             self.schemas[name] = parsed
+            self.writers[name] = compile_writer(parsed)
             self.fingerprints[name] = fp
             self.by_fingerprint[fp] = name
         # Fingerprints of released schemas (schemas/history/<version>/): records an earlier
@@ -99,7 +102,15 @@ class AvroCodec:
     # -- encoding ------------------------------------------------------------------------------
 
     def encode_body(self, name: str, datum: Mapping[str, Any]) -> bytes:
-        """Avro binary body (no framing) of a dict, strictly checked against the schema."""
+        """Avro binary body (no framing) of a dict, strictly checked against the schema.
+
+        The compiled writer first; a value it does not take goes through fastavro itself,
+        which writes it or says what is wrong (`avro_writer`).
+        """
+        try:
+            return self.writers[name](datum)
+        except Unsupported:
+            pass
         schema = self.schemas[name]
         buf = io.BytesIO()
         try:
