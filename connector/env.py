@@ -112,6 +112,12 @@ CORE_VARIABLES: tuple[Var, ...] = (
         "1000",
         "recent event ids kept per member (and up to twice as many movement keys)",
     ),
+    Var(
+        "CONNECTOR_MEMBER_CACHE_MB",
+        "64",
+        "worker: decoded member records kept in memory between batches, in MB of their stored "
+        "size (about twice that in memory); `0` reads every record from the store",
+    ),
     Var("CONNECTOR_TENANTS_FILE", None, "TOML file of per-tenant provider secrets"),
     Var(
         "CONNECTOR_REDACT_ATTRIBUTES",

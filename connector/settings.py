@@ -107,6 +107,7 @@ class Settings:
     table_store: str
     standby_replicas: int
     dedupe_memory: int
+    member_cache_bytes: int
     tenants_file: Path | None
     providers: Mapping[str, ProviderConfig] = field(repr=False)
     schema_registry_url: str | None = None
@@ -191,6 +192,7 @@ class Settings:
             table_store=choice(env, "CONNECTOR_TABLE_STORE", ("rocksdb", "memory")),
             standby_replicas=integer(env, "CONNECTOR_STANDBY_REPLICAS", 0, 10),
             dedupe_memory=integer(env, "CONNECTOR_DEDUPE_MEMORY", 10, 1_000_000),
+            member_cache_bytes=integer(env, "CONNECTOR_MEMBER_CACHE_MB", 0, 1_000_000) * 2**20,
             tenants_file=Path(tenants_path) if tenants_path else None,
             providers={
                 key: provider_config(env, provider, tenants.get(key, {}))

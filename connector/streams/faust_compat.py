@@ -146,6 +146,34 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPar
     return [TopicPartition(topic, p) for p in sorted(partitions or ())]
 
 
+# -- 6. the worker consumer's fetch wait ------------------------------------------------------
+# Faust creates the worker's AIOKafkaConsumer with `fetch_max_wait_ms=1500`, a literal with no
+# setting (faust/transport/drivers/aiokafka.py, `_create_worker_consumer`). aiokafka keeps one
+# fetch in flight per broker and asks only for partitions with nothing buffered: once the
+# buffered ones are drained, they wait until the fetch for the idle ones returns, up to that
+# 1.5 s (benchmarks/pipeline.py: the ledger stood still 0.4-0.6 s at a time while its events
+# were on the broker). Checked (faust-streaming 0.15.3, aiokafka 0.14.0): `Consumer._thread`
+# is the AIOKafkaConsumerThread, whose `_ensure_consumer()` returns the started
+# AIOKafkaConsumer; its `_fetcher._fetch_max_wait_ms` is read each time a fetch request is
+# built (aiokafka/consumer/fetcher.py, `_get_actions_per_node`).
+
+
+def set_fetch_max_wait(app: AppT, ms: int) -> bool:
+    """Make the worker consumer's fetches wait at most `ms` for data; False if not started."""
+    thread = getattr(app.consumer, "_thread", None)
+    if thread is None:
+        return False
+    try:
+        consumer = thread._ensure_consumer()
+    except Exception:  # ConsumerNotStarted: the next assignment tries again
+        return False
+    fetcher = consumer._fetcher
+    if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        return False
+    fetcher._fetch_max_wait_ms = ms
+    return True
+
+
 __all__ = [
     "AIOKAFKA_CHECKED",
     "FAUST_CHECKED",
@@ -153,6 +181,7 @@ __all__ = [
     "ActiveOffsetsHookRecovery",
     "RecoveryTableManager",
     "partitions_of",
+    "set_fetch_max_wait",
     "set_current_event",
     "source_transactional_id",
 ]

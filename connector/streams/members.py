@@ -7,7 +7,8 @@ its dedupe mark are a single changelog write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import cast
 
 from faust.tables.base import Collection
@@ -61,23 +62,44 @@ def members_table(app: AppT, settings: Settings) -> TableT[bytes, bytes]:
 class Members:
     """Reads and writes of the members table's records as `MemberState`s."""
 
-    def __init__(self, app: AppT, table: TableT[bytes, bytes]) -> None:
+    def __init__(self, app: AppT, table: TableT[bytes, bytes], *, cache_bytes: int = 0) -> None:
         self.app, self.table = app, table
         self.changelog = table.changelog_topic.get_topic_name()
+        self.cache = StateCache(cache_bytes)
 
     def read(self, key: str, event: EventT) -> MemberState | None:
         """The record `key` as processing `event` (of the member's events partition) sees it."""
+        kb = record_key(key)
+        hit = self.cache.get(kb)
+        if hit is not MISSING:
+            return cast(MemberState | None, hit)
         # The RocksDB store reads from the *current event's* partition; in a batch that is
         # whichever event Faust or the previous read left current, possibly of another
         # partition, and the member would look new (its state silently reset). All of a
         # member's accounts live in its events partition.
         set_current_event(event)
-        return load_state(self.table.get(record_key(key)))
+        stored = self.table.get(kb)
+        state = load_state(stored)
+        self.cache.put(kb, state, len(stored or b""))
+        return state
 
     def read_erasure(self, member_key: str, event: EventT) -> Erasure | None:
         """The member's erasure marker as processing `event` sees it (None: not erased)."""
+        kb = erasure_key(member_key)
+        hit = self.cache.get(kb)
+        if hit is not MISSING:
+            return cast(Erasure | None, hit)
         set_current_event(event)
-        return load_erasure(self.table.get(erasure_key(member_key)))
+        stored = self.table.get(kb)
+        marker = load_erasure(stored)
+        self.cache.put(kb, marker, len(stored or b""))
+        return marker
+
+    def remember(self, rows: Iterable[tuple[bytes, Cached, int]]) -> None:
+        """After the store took a batch: `(table key, decoded record, stored size)` per record
+        written, so the next batch reads them from memory."""
+        for kb, cached, size in rows:
+            self.cache.put(kb, cached, size)
 
     def lookup(self, key: str) -> MemberState | None:
         """The record `key` outside stream processing (the member query): any local partition."""
@@ -90,6 +112,7 @@ class Members:
     def write(self, key: bytes, stored: bytes | None) -> None:
         """Faust's own table write or delete (exactly_once: the changelog record joins the
         transaction). `key`: a table key (`record_key`, `erasure_key`); `stored` None deletes."""
+        self.cache.drop(key)  # exactly_once: the agent remembers it once the write is done
         if stored is None:
             if key in self.table:
                 del self.table[key]
@@ -126,10 +149,76 @@ class Members:
             )
         written = await asyncio.gather(*acks)
         app = self.app
-        apply_changelog(
-            cast(Collection, self.table).data,
-            [
-                changelog_event(app, TP(changelog, partition), md.offset, kb, vb)
-                for (partition, kb, vb), md in zip(sent, written, strict=True)
-            ],
-        )
+        try:
+            apply_changelog(
+                cast(Collection, self.table).data,
+                [
+                    changelog_event(app, TP(changelog, partition), md.offset, kb, vb)
+                    for (partition, kb, vb), md in zip(sent, written, strict=True)
+                ],
+            )
+        except BaseException:
+            self.cache.clear()  # the store may hold part of the batch: read it again
+            raise
+
+
+MISSING = object()  # StateCache.get: not cached (None is a cached "no record")
+
+
+class StateCache:
+    """Decoded member records of the partitions this worker processes, newest use last.
+
+    A record the ledger read or wrote stays here, so the next event of the same member skips
+    the store read and the JSON parse (benchmarks/pipeline.py: ~15 % of the ledger's time).
+    Only the ledger agent writes the active partitions' records, and it updates this cache
+    after each write; anything else that changes a store (recovery, standby updates, the bulk
+    restore) happens around a rebalance, and a rebalance empties the cache
+    (`ConnectorApp`, Faust's `on_partitions_revoked`/`on_partitions_assigned` signals), as
+    does a batch write that fails half way.
+
+    Bounded by `budget`, counted in the records' stored (JSON) bytes: a member with a full
+    dedupe memory weighs ~100 KB stored, one seen a few times ~1 KB; the decoded objects take
+    roughly twice their stored size. 0 turns the cache off.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._entries: OrderedDict[bytes, tuple[object, int]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> object:
+        entry = self._entries.get(key)
+        if entry is None:
+            self.misses += 1
+            return MISSING
+        self.hits += 1
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: bytes, value: object, size: int) -> None:
+        if self.budget <= 0:
+            return
+        size = max(size, 64)  # a deleted record still costs its key and slot
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        if size > self.budget:
+            return
+        self._entries[key] = (value, size)
+        self.size += size
+        while self.size > self.budget:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.size -= evicted
+
+    def drop(self, key: bytes) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.size = 0

@@ -349,3 +349,27 @@ def test_aiokafka_consumer_refreshes_metadata_through_its_client() -> None:
     assert version("aiokafka") == faust_compat.AIOKAFKA_CHECKED or version("aiokafka").startswith(
         "0.14."
     ), CHANGED + f"aiokafka {version('aiokafka')} (checked {faust_compat.AIOKAFKA_CHECKED})"
+
+
+def test_faust_still_hard_codes_the_worker_fetch_wait_and_aiokafka_reads_it_per_request() -> None:
+    """Use 6: `set_fetch_max_wait` sets the started consumer's `_fetcher._fetch_max_wait_ms`."""
+    from aiokafka.consumer.fetcher import Fetcher
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create = source(AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500" in create, (
+        CHANGED + "the worker consumer's fetch_max_wait_ms is no longer Faust's 1500 literal: "
+        "check whether a setting now exists and the override is still needed"
+    )
+    assert "self._fetch_max_wait_ms=fetch_max_wait_ms" in source(Fetcher.__init__), (
+        CHANGED + "aiokafka's Fetcher no longer keeps _fetch_max_wait_ms"
+    )
+    assert "self._fetch_max_wait_ms," in source(Fetcher._get_actions_per_node), (
+        CHANGED + "aiokafka no longer reads _fetch_max_wait_ms when it builds a fetch request"
+    )
+    assert "_ensure_consumer" in dir(AIOKafkaConsumerThread), CHANGED + "_ensure_consumer is gone"
+    assert "self._fetcher=Fetcher(" in source(
+        AIOKafkaConsumer._create_fetcher
+        if hasattr(AIOKafkaConsumer, "_create_fetcher")
+        else AIOKafkaConsumer.start
+    ), CHANGED + "AIOKafkaConsumer no longer keeps its Fetcher in _fetcher"
