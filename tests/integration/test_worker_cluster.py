@@ -1,6 +1,6 @@
 """Workers as a Faust cluster on real Apache Kafka: query routing between two workers, `kill -9`
-of one while webhooks keep flowing, rejoin, leave again; and a single worker's restarts with its own data
-dir and with a fresh one (tables recovered from the changelog).
+of one while webhooks keep flowing, rejoin, leave again; and a single worker's restarts with its
+own data dir and with a fresh one (tables recovered from the changelog).
 
 Open Loyalty members get deltas (+k for k = 1..K, with the running total as the reported
 balance): final balance K(K+1)/2. Wix members get account snapshots (revision r: earned = balance
