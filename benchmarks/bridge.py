@@ -11,6 +11,9 @@ next request as soon as the previous answer arrives):
                    process.
 * `bridge_aiohttp` the same command with CONNECTOR_BRIDGE_HTTP=aiohttp: the same handler behind
                    the aiohttp app (the bridge before the lean layer), for the same-run change.
+* `bridge_aiokafka` the same command with CONNECTOR_BRIDGE_KAFKA=aiokafka: the producer on
+                   aiokafka (Python, on the event loop) instead of librdkafka, for the same-run
+                   change.
 * `http_ceiling`   the bridge (lean layer, same handler) in its own process, with a producer
                    whose send returns at once: what HTTP handling + verification alone allow.
 * `broker_ceiling` a bare aiokafka producer (acks=all, idempotent, same settings, payload,
@@ -70,6 +73,7 @@ PREFIX_BASE = "bench"
 MODES = (
     "bridge",
     "bridge_aiohttp",
+    "bridge_aiokafka",
     "http_ceiling",
     "broker_ceiling",
     "bridge_spooling",
@@ -119,6 +123,12 @@ class NoopProducer:
     async def send(self, topic: str, key: bytes, value: bytes, headers: Any) -> None:
         return None
 
+    def submit(self, topic: str, key: bytes, value: bytes, headers: Any) -> asyncio.Future[None]:
+        """Acked at once, through the same future path as RdKafkaRawProducer.submit."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
     async def ready(self) -> bool:
         return True
 
@@ -127,6 +137,7 @@ def serve_noop() -> int:
     """Like `run_bridge` (uvloop, the lean HTTP layer, the same handler), minus Kafka."""
     from connector.bridge import http1
     from connector.bridge.app import Bridge
+    from connector.bridge.server import tune_gc
     from connector.logs import setup_logging
     from connector.settings import Settings
 
@@ -139,6 +150,7 @@ def serve_noop() -> int:
     settings = Settings.from_env()
     setup_logging(settings.log_level, settings.log_format)
     bridge = Bridge(settings, NoopProducer())
+    tune_gc()  # as `serve` does
     asyncio.run(http1.serve(bridge, settings.bridge_host, settings.bridge_port))
     return 0
 
@@ -346,7 +358,9 @@ def measure_server(
     script = Path(sys.executable).with_name("loyalty-connector")
     if mode == "bridge_aiohttp":
         env["CONNECTOR_BRIDGE_HTTP"] = "aiohttp"
-    if mode in ("bridge", "bridge_aiohttp", "bridge_spooling"):
+    if mode == "bridge_aiokafka":
+        env["CONNECTOR_BRIDGE_KAFKA"] = "aiokafka"
+    if mode in ("bridge", "bridge_aiohttp", "bridge_aiokafka", "bridge_spooling"):
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
@@ -494,6 +508,16 @@ def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
                 if before["accepted_per_s"]
                 else None
             )
+        before = by.get(("bridge_aiokafka", c))
+        if before:  # the same bridge on aiokafka: the librdkafka producer's change
+            row["bridge_aiokafka_per_s"] = before["accepted_per_s"]
+            row["bridge_aiokafka_p99_ms"] = before["p99_ms"]
+            row["bridge_aiokafka_cpu_us_per_request"] = before.get("server_cpu_us_per_request")
+            row["librdkafka_over_aiokafka"] = (
+                round(ours["accepted_per_s"] / before["accepted_per_s"], 3)
+                if before["accepted_per_s"]
+                else None
+            )
         for name in GO_PEERS:
             peer = by.get((name, c))
             if peer:
@@ -535,6 +559,7 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
     styles = {
         "bridge": "C0",
         "bridge_aiohttp": "C6",
+        "bridge_aiokafka": "C7",
         "http_ceiling": "C2",
         "broker_ceiling": "C1",
         "bridge_spooling": "C3",
@@ -544,6 +569,7 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
     labels = {
         "bridge": "bridge (lean HTTP)",
         "bridge_aiohttp": "bridge (aiohttp)",
+        "bridge_aiokafka": "bridge (aiokafka producer)",
         "benthos": "Benthos v4.60 + franz-go",
         "go_plain": "Go net/http + franz-go",
     }
@@ -679,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
                 "broker_ceiling",
                 "http_ceiling",
                 "bridge",
+                "bridge_aiokafka",
                 "bridge_aiohttp",
                 "benthos",
                 "go_plain",
