@@ -14,6 +14,8 @@ next request as soon as the previous answer arrives):
 * `bridge_aiokafka` the same command with CONNECTOR_BRIDGE_KAFKA=aiokafka: the producer on
                    aiokafka (Python, on the event loop) instead of librdkafka, for the same-run
                    change.
+* `bridge_x2`      the same command with CONNECTOR_BRIDGE_PROCESSES=2: two bridge processes on
+                   one port (SO_REUSEPORT), the documented way to more cores; CPU is both's.
 * `http_ceiling`   the bridge (lean layer, same handler) in its own process, with a producer
                    whose send returns at once: what HTTP handling + verification alone allow.
 * `broker_ceiling` a bare aiokafka producer (acks=all, idempotent, same settings, payload,
@@ -74,6 +76,7 @@ MODES = (
     "bridge",
     "bridge_aiohttp",
     "bridge_aiokafka",
+    "bridge_x2",
     "http_ceiling",
     "broker_ceiling",
     "bridge_spooling",
@@ -297,6 +300,17 @@ async def _produce(
     return _summary(latencies, statuses, errors, duration, time.process_time() - cpu0)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live children (a `CONNECTOR_BRIDGE_PROCESSES` supervisor's
+    bridges); /proc/<pid>/task/<pid>/children lists them (Linux)."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(cpu_seconds(int(c)) for c in children)
+
+
 def _child_loop() -> None:
     try:
         import uvloop
@@ -360,7 +374,9 @@ def measure_server(
         env["CONNECTOR_BRIDGE_HTTP"] = "aiohttp"
     if mode == "bridge_aiokafka":
         env["CONNECTOR_BRIDGE_KAFKA"] = "aiokafka"
-    if mode in ("bridge", "bridge_aiohttp", "bridge_aiokafka", "bridge_spooling"):
+    if mode == "bridge_x2":
+        env["CONNECTOR_BRIDGE_PROCESSES"] = "2"
+    if mode in ("bridge", "bridge_aiohttp", "bridge_aiokafka", "bridge_x2", "bridge_spooling"):
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
@@ -375,13 +391,13 @@ def measure_server(
     try:
         _wait_healthy(url, proc, log)
         for c in concurrencies:
-            cpu0 = cpu_seconds(proc.pid)
+            cpu0 = tree_cpu_seconds(proc.pid)
             row = _run_child(
                 ["--child-load", url, str(c), str(warmup), str(duration)],
                 timeout=warmup + duration + 120,
             )
             # server CPU over warmup + measurement (all the server's threads), per answer
-            cpu = cpu_seconds(proc.pid) - cpu0
+            cpu = tree_cpu_seconds(proc.pid) - cpu0
             row["server_cpu_s"] = round(cpu, 2)
             answered = row.get("requests_incl_warmup") or 0
             row["server_cpu_us_per_request"] = round(cpu / answered * 1e6, 1) if answered else None
@@ -518,6 +534,15 @@ def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
                 if before["accepted_per_s"]
                 else None
             )
+        x2 = by.get(("bridge_x2", c))
+        benthos = by.get(("benthos", c))
+        if x2:  # the documented way to more cores, beside the peer
+            row["bridge_x2_per_s"] = x2["accepted_per_s"]
+            row["bridge_x2_p99_ms"] = x2["p99_ms"]
+            if benthos and benthos["accepted_per_s"]:
+                row["bridge_x2_over_benthos"] = round(
+                    x2["accepted_per_s"] / benthos["accepted_per_s"], 3
+                )
         for name in GO_PEERS:
             peer = by.get((name, c))
             if peer:
@@ -560,6 +585,7 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
         "bridge": "C0",
         "bridge_aiohttp": "C6",
         "bridge_aiokafka": "C7",
+        "bridge_x2": "C8",
         "http_ceiling": "C2",
         "broker_ceiling": "C1",
         "bridge_spooling": "C3",
@@ -570,6 +596,7 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
         "bridge": "bridge (lean HTTP)",
         "bridge_aiohttp": "bridge (aiohttp)",
         "bridge_aiokafka": "bridge (aiokafka producer)",
+        "bridge_x2": "bridge, 2 processes",
         "benthos": "Benthos v4.60 + franz-go",
         "go_plain": "Go net/http + franz-go",
     }
@@ -708,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bridge_aiokafka",
                 "bridge_aiohttp",
                 "benthos",
+                "bridge_x2",
                 "go_plain",
             )
             for mode in [*order, "bridge_spooling"]:

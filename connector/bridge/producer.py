@@ -259,6 +259,8 @@ class RdKafkaRawProducer:
             except BufferError:  # librdkafka's queue is full: Kafka is not keeping up
                 fut.set_exception(ConnectionError("Kafka producer queue full"))
             else:
+                # reports that came in since the last poll: served now, not a timer tick later
+                producer.poll(0)
                 poller = self._poller
                 if poller is None or poller.when() - loop.time() > self.POLL_S:
                     if poller is not None:
