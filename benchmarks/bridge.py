@@ -11,9 +11,6 @@ next request as soon as the previous answer arrives):
                    process.
 * `bridge_aiohttp` the same command with CONNECTOR_BRIDGE_HTTP=aiohttp: the same handler behind
                    the aiohttp app (the bridge before the lean layer), for the same-run change.
-* `bridge_aiokafka` the same command with CONNECTOR_BRIDGE_KAFKA=aiokafka: the producer on
-                   aiokafka (Python, on the event loop) instead of librdkafka, for the same-run
-                   change.
 * `bridge_x2`      the same command with CONNECTOR_BRIDGE_PROCESSES=2: two bridge processes on
                    one port (SO_REUSEPORT), the documented way to more cores; CPU is both's.
 * `http_ceiling`   the bridge (lean layer, same handler) in its own process, with a producer
@@ -75,7 +72,6 @@ PREFIX_BASE = "bench"
 MODES = (
     "bridge",
     "bridge_aiohttp",
-    "bridge_aiokafka",
     "bridge_x2",
     "http_ceiling",
     "broker_ceiling",
@@ -125,12 +121,6 @@ class NoopProducer:
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Any) -> None:
         return None
-
-    def submit(self, topic: str, key: bytes, value: bytes, headers: Any) -> asyncio.Future[None]:
-        """Acked at once, through the same future path as RdKafkaRawProducer.submit."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
 
     async def ready(self) -> bool:
         return True
@@ -372,11 +362,9 @@ def measure_server(
     script = Path(sys.executable).with_name("loyalty-connector")
     if mode == "bridge_aiohttp":
         env["CONNECTOR_BRIDGE_HTTP"] = "aiohttp"
-    if mode == "bridge_aiokafka":
-        env["CONNECTOR_BRIDGE_KAFKA"] = "aiokafka"
     if mode == "bridge_x2":
         env["CONNECTOR_BRIDGE_PROCESSES"] = "2"
-    if mode in ("bridge", "bridge_aiohttp", "bridge_aiokafka", "bridge_x2", "bridge_spooling"):
+    if mode in ("bridge", "bridge_aiohttp", "bridge_x2", "bridge_spooling"):
         cmd = [str(script), "bridge"] if script.exists() else [sys.executable, "-m", "connector"]
         if not script.exists():
             cmd.append("bridge")
@@ -524,16 +512,6 @@ def peer_verdict(by: dict[tuple[str, int], dict[str, Any]]) -> dict[str, Any]:
                 if before["accepted_per_s"]
                 else None
             )
-        before = by.get(("bridge_aiokafka", c))
-        if before:  # the same bridge on aiokafka: the librdkafka producer's change
-            row["bridge_aiokafka_per_s"] = before["accepted_per_s"]
-            row["bridge_aiokafka_p99_ms"] = before["p99_ms"]
-            row["bridge_aiokafka_cpu_us_per_request"] = before.get("server_cpu_us_per_request")
-            row["librdkafka_over_aiokafka"] = (
-                round(ours["accepted_per_s"] / before["accepted_per_s"], 3)
-                if before["accepted_per_s"]
-                else None
-            )
         x2 = by.get(("bridge_x2", c))
         benthos = by.get(("benthos", c))
         if x2:  # the documented way to more cores, beside the peer
@@ -584,7 +562,6 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
     styles = {
         "bridge": "C0",
         "bridge_aiohttp": "C6",
-        "bridge_aiokafka": "C7",
         "bridge_x2": "C8",
         "http_ceiling": "C2",
         "broker_ceiling": "C1",
@@ -595,7 +572,6 @@ def _draw(rows: list[dict[str, Any]], title: str, fig: Any, ax1: Any, ax2: Any, 
     labels = {
         "bridge": "bridge (lean HTTP)",
         "bridge_aiohttp": "bridge (aiohttp)",
-        "bridge_aiokafka": "bridge (aiokafka producer)",
         "bridge_x2": "bridge, 2 processes",
         "benthos": "Benthos v4.60 + franz-go",
         "go_plain": "Go net/http + franz-go",
@@ -732,7 +708,6 @@ def main(argv: list[str] | None = None) -> int:
                 "broker_ceiling",
                 "http_ceiling",
                 "bridge",
-                "bridge_aiokafka",
                 "bridge_aiohttp",
                 "benthos",
                 "bridge_x2",

@@ -79,13 +79,6 @@ CORE_VARIABLES: tuple[Var, ...] = (
         "per webhook",
     ),
     Var(
-        "CONNECTOR_BRIDGE_KAFKA",
-        "librdkafka",
-        "the bridge's Kafka client: `librdkafka` (confluent-kafka: batching and acks in C "
-        "threads, off the event loop) or `aiokafka` (pure Python, on the event loop); same "
-        "record, acks=all, idempotent",
-    ),
-    Var(
         "CONNECTOR_BRIDGE_PROCESSES",
         "1",
         "bridge processes sharing the port (SO_REUSEPORT: the kernel spreads connections); "

@@ -119,7 +119,6 @@ class Settings:
     spool_max_bytes: int = 1024**3
     bridge_processes: int = 1
     bridge_http: str = "lean"
-    bridge_kafka: str = "librdkafka"
     redact_attributes: frozenset[str] = frozenset()
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     api_auth_metrics: bool = False
@@ -208,7 +207,6 @@ class Settings:
             spool_max_bytes=integer(env, "CONNECTOR_SPOOL_MAX_BYTES", 1024 * 1024, 2**50),
             bridge_processes=integer(env, "CONNECTOR_BRIDGE_PROCESSES", 1, 64),
             bridge_http=choice(env, "CONNECTOR_BRIDGE_HTTP", ("lean", "aiohttp")),
-            bridge_kafka=choice(env, "CONNECTOR_BRIDGE_KAFKA", ("librdkafka", "aiokafka")),
             redact_attributes=attribute_names(env, "CONNECTOR_REDACT_ATTRIBUTES"),
             api_tokens=api_tokens(env),
             api_auth_metrics=boolean(env, "CONNECTOR_API_AUTH_METRICS"),

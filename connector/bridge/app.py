@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -59,21 +59,6 @@ def _relay(waiter: asyncio.Future[None], task: asyncio.Future[None]) -> None:
 
 
 log = logging.getLogger("connector.bridge")
-
-
-def submitter(producer: RawProducer) -> Callable[..., asyncio.Future[None]]:
-    """`producer.submit` (a future per record, no task), else a task around `producer.send`."""
-    submit = getattr(producer, "submit", None)
-    if submit is not None:
-        return cast(Callable[..., asyncio.Future[None]], submit)
-
-    def send_task(
-        topic: str, key: bytes, value: bytes, headers: raw.Headers
-    ) -> asyncio.Future[None]:
-        return asyncio.ensure_future(producer.send(topic, key, value, headers))
-
-    return send_task
-
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 PRODUCER_KEY = web.AppKey("producer", RawProducer)
@@ -208,7 +193,6 @@ class WebhookHandler:
     def __init__(self, settings: Settings, producer: RawProducer, metrics: Metrics) -> None:
         self.settings = settings
         self.producer = producer
-        self.submit = submitter(producer)
         self.metrics = metrics
         self.topic = settings.topics.raw
         self.in_flight = 0
@@ -375,7 +359,9 @@ class WebhookHandler:
                 request_id,
                 {"Retry-After": RETRY_AFTER_S},
             )
-        task = self.submit(self.topic, delivery_id.encode(), body, kafka_headers)
+        task = asyncio.ensure_future(
+            self.producer.send(self.topic, delivery_id.encode(), body, kafka_headers)
+        )
         self.pending.add(task)
         task.add_done_callback(self._sent)
         # The answer waits for the ack or the deadline, whichever comes first; on the deadline

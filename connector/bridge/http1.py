@@ -27,16 +27,13 @@ per delivery as the aiohttp app (`connector.bridge.app.WebhookHandler`, shared b
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
 from urllib.parse import unquote
 
 import httptools
@@ -44,6 +41,7 @@ from multidict import CIMultiDict
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connector.bridge.app import Answer, Bridge, Route, WebhookHandler, next_request_id
+from connector.bridge.eager import drive
 
 log = logging.getLogger("connector.bridge")
 
@@ -265,7 +263,7 @@ class _Connection(asyncio.Protocol):
             self._pause_reading()
         if not self.busy:
             self.busy = True
-            drive(self._serve())
+            drive(self._serve())  # no Task per burst of requests (connector/bridge/eager.py)
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -418,36 +416,6 @@ class _Connection(asyncio.Protocol):
 
     def idle(self) -> bool:
         return not self.busy and not self.in_message and not self.queue
-
-
-def drive(coro: Coroutine[Any, None, None]) -> None:
-    """Run `coro` now, as far as it goes, then on from each future it waits for: a task
-    without the Task.
-
-    A connection's answers are one coroutine per burst of requests (`_serve`); as a Task, its
-    creation, registration and first scheduling measured ~16 % of the HTTP ceiling's CPU at 256
-    connections (py-spy, benchmarks/bridge.py http_ceiling). What Task does that this does not:
-    cancel(), current_task() and a context per task; `_serve` and what it awaits use none of
-    them (asyncio.timeout, which needs current_task, is only on the aiohttp path). An error
-    escaping it is logged, as an unretrieved Task exception would be.
-    """
-    try:
-        waited = coro.send(None)
-    except StopIteration:
-        return
-    except BaseException:
-        log.exception("unexpected error answering a connection")
-        return
-    if waited is None:  # a bare yield (asyncio.sleep(0)): go on at the next loop turn
-        asyncio.get_running_loop().call_soon(drive, coro)
-        return
-    # an asyncio future, blocking on it (Future.__await__): resume once it is done
-    waited._asyncio_future_blocking = False
-    waited.add_done_callback(functools.partial(_resume, coro))
-
-
-def _resume(coro: Coroutine[Any, None, None], _: asyncio.Future[Any]) -> None:
-    drive(coro)  # Future.__await__ hands the coroutine the result, or raises its exception
 
 
 class _Stop(Exception):

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from connector.bridge import http1
 from connector.bridge.app import Bridge, create_app
-from connector.bridge.producer import raw_producer
+from connector.bridge.producer import KafkaRawProducer
 from connector.kafka_admin import wait_and_ensure_topics
 from connector.settings import Settings, process_env
 
@@ -109,7 +109,7 @@ def serve(settings: Settings, index: int | None = None) -> int:
         settings.bridge_http,
     )
     if settings.bridge_http == "lean":
-        bridge = Bridge(settings, raw_producer(settings), ensure_topic=ensure_topic)
+        bridge = Bridge(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
         tune_gc()
         try:
             loop.run_until_complete(
@@ -122,7 +122,7 @@ def serve(settings: Settings, index: int | None = None) -> int:
             loop.close()
         log.info("bridge stopped")
         return 0
-    app = create_app(settings, raw_producer(settings), ensure_topic=ensure_topic)
+    app = create_app(settings, KafkaRawProducer(settings), ensure_topic=ensure_topic)
     tune_gc()
     # run_app turns SIGTERM/SIGINT into a graceful stop: no new connections, in-flight
     # requests finish (up to shutdown_timeout), then on_cleanup flushes the producer.
