@@ -12,6 +12,12 @@ but no decoding, no Avro, no ledger rules and no table:
 
 Its events/s is what Faust and Kafka I/O alone allow on this machine: the worker cannot be
 faster than this, whatever its own code costs.
+
+`create_app_one_hop` is the same with issue 15's "one hop" lever: one agent on the raw topic
+writes all four records per event (events, ledger, balances, changelog stand-in), as a worker
+could if the raw topic were keyed by member and the members table co-partitioned with it. Run
+beside the two-hop floor (pipeline.py, `faust_floor_one_hop`) it measures what that lever
+would save in Faust, aiokafka and asyncio per event, before anyone changes the raw key.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ from connector.streams.app import Worker, WorkerMetrics, batches, faust_app
 
 
 def create_app(settings: Settings) -> Worker:
+    """Two hops, as the worker: raw → events (normalize), events → three outputs (ledger)."""
+    return _floor(settings, hops=2)
+
+
+def create_app_one_hop(settings: Settings) -> Worker:
+    """One hop: raw → the same four outputs per event, from one agent."""
+    return _floor(settings, hops=1)
+
+
+def _floor(settings: Settings, *, hops: int) -> Worker:
     if settings.processing_guarantee != "at_least_once":
         raise SystemExit("the Faust floor runs at_least_once only")
     app = faust_app(settings)
@@ -62,13 +78,27 @@ def create_app(settings: Settings) -> Worker:
         metrics.raw.inc()
         metrics.events.labels("FLOOR").inc()
 
-    @app.agent(app.topic(t.raw), name="normalize")
-    async def normalize_agent(stream: faust.StreamT) -> None:
-        await relay(stream, [t.events], b"-", normalized)
+    def both() -> None:
+        normalized()
+        metrics.lag.observe(0.0)
 
-    @app.agent(app.topic(t.events), name="ledger")
-    async def ledger_agent(stream: faust.StreamT) -> None:
-        await relay(stream, [t.ledger, t.balances, t.tiers], None, lambda: metrics.lag.observe(0.0))
+    if hops == 1:
+
+        @app.agent(app.topic(t.raw), name="normalize")
+        async def one_hop_agent(stream: faust.StreamT) -> None:
+            await relay(stream, [t.events, t.ledger, t.balances, t.tiers], b"-", both)
+
+    else:
+
+        @app.agent(app.topic(t.raw), name="normalize")
+        async def normalize_agent(stream: faust.StreamT) -> None:
+            await relay(stream, [t.events], b"-", normalized)
+
+        @app.agent(app.topic(t.events), name="ledger")
+        async def ledger_agent(stream: faust.StreamT) -> None:
+            await relay(
+                stream, [t.ledger, t.balances, t.tiers], None, lambda: metrics.lag.observe(0.0)
+            )
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Request) -> Response:

@@ -36,6 +36,10 @@ Four measurements, in one run, on one Kafka:
                 the start → /readyz time of a worker with an empty changelog (the fixed cost)
                 and a restore ceiling: plain aiokafka reading the same changelog into
                 per-partition RocksDB write batches (what Faust's recovery does, minus Faust).
+* `faust_floor` the worker's Faust app and two-hop topology with none of its work
+                (benchmarks/faust_floor.py), and `faust_floor_one_hop`: the same four records
+                per event from one agent on the raw topic. Interleaved, once per round; their
+                difference (`one_hop_saves`) is what issue 15's one-hop lever would save.
 
 Apache Kafka 4.1.1 (KRaft, single node, Kafka's default flush policy) runs on the same machine
 unless --broker is given. Worker, bridge, load processes and broker share the machine's cores.
@@ -54,6 +58,7 @@ import random
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,13 +105,15 @@ def base_env(broker: str, prefix: str) -> dict[str, str]:
 
 
 # A/B runs of proposed worker changes: --worker-app PATH runs the worker with `create_app`
-# taken from PATH (a modified copy of connector/streams/app.py) instead of the package's.
+# taken from PATH (a modified copy of connector/streams/app.py) instead of the package's;
+# PATH::FUNCTION takes FUNCTION from PATH instead of create_app (the floors use it).
 WORKER_APP: str | None = None
 
 
 def run_worker_with_app(path: str) -> int:
     import importlib.util
 
+    path, _, function = path.partition("::")  # PATH::FUNCTION: another create_app of PATH
     spec = importlib.util.spec_from_file_location("connector.streams.app_variant", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load {path}")
@@ -116,7 +123,7 @@ def run_worker_with_app(path: str) -> int:
     import connector.streams.worker as worker_module
     from connector.cli import main as cli_main
 
-    worker_module.create_app = module.create_app  # type: ignore[attr-defined]
+    worker_module.create_app = getattr(module, function or "create_app")
     return int(cli_main(["worker"]) or 0)
 
 
@@ -391,12 +398,21 @@ def measure_throughput(
 
 
 FLOOR_APP = ROOT / "benchmarks" / "faust_floor.py"
+# The floor's apps (`--child-worker PATH::FUNCTION`): two hops as the worker, or one.
+FLOORS = {"faust_floor": "create_app", "faust_floor_one_hop": "create_app_one_hop"}
 
 
 def measure_floor(
-    broker: str, prefix: str, app_id: str, n: int, work: Path, kafka_pid: int | None
+    broker: str,
+    prefix: str,
+    app_id: str,
+    n: int,
+    work: Path,
+    kafka_pid: int | None,
+    kind: str = "faust_floor",
 ) -> dict[str, Any]:
-    """The same records through `benchmarks/faust_floor.py`: Faust + Kafka I/O, no work."""
+    """The same records through `benchmarks/faust_floor.py`: Faust + Kafka I/O, no work;
+    `kind` faust_floor_one_hop: the same four records per event from one agent (one hop)."""
     floor, row = measure_throughput(
         broker,
         prefix,
@@ -405,17 +421,40 @@ def measure_floor(
         work,
         kafka_pid,
         timeout=600,
-        name="worker-floor",
-        app=str(FLOOR_APP),
+        name=f"worker-{kind}-{prefix}",
+        app=f"{FLOOR_APP}::{FLOORS[kind]}",
     )
     floor.stop()
     row.pop("progress", None)
+    what = "one hop" if kind == "faust_floor_one_hop" else "the worker's app and topology"
     print(
-        f"faust floor: {row['events_per_s']:.0f} events/s (the worker's app and topology, "
+        f"{kind.replace('_', ' ')}: {row['events_per_s']:.0f} events/s, "
+        f"{row.get('worker_cpu_us_per_event', '?')} CPU µs/event ({what}, "
         "no decoding, Avro, rules or table)",
         flush=True,
     )
     return row
+
+
+def floor_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each floor's median run (by events/s) with every run's figures, and what one hop
+    saves: the medians' difference in CPU per event, and their events/s ratio."""
+    out: dict[str, Any] = {}
+    for kind, rows in runs.items():
+        chosen = dict(sorted(rows, key=lambda r: r["events_per_s"])[len(rows) // 2])
+        chosen["runs_events_per_s"] = [r["events_per_s"] for r in rows]
+        chosen["runs_cpu_us_per_event"] = [r.get("worker_cpu_us_per_event") for r in rows]
+        out[kind] = chosen
+    two, one = out.get("faust_floor"), out.get("faust_floor_one_hop")
+    if two and one:
+        cpu2 = statistics.median(c for c in two["runs_cpu_us_per_event"] if c is not None)
+        cpu1 = statistics.median(c for c in one["runs_cpu_us_per_event"] if c is not None)
+        out["one_hop_saves"] = {
+            "cpu_us_per_event": round(cpu2 - cpu1, 1),
+            "cpu_share": round(1 - cpu1 / cpu2, 3),
+            "events_per_s_ratio": round(one["events_per_s"] / two["events_per_s"], 3),
+        }
+    return out
 
 
 def measure_latency(
@@ -704,8 +743,14 @@ def measure(
         ensure(broker, prefix)
         ensure(broker, f"{prefix}x")  # the ceiling's scratch output: <prefix>x.events
         asyncio.run(on_kafka.produce_raw(broker, f"{prefix}.webhooks.raw", records))
-        ensure(broker, f"{prefix}f")  # the Faust floor's own topics
-        asyncio.run(on_kafka.produce_raw(broker, f"{prefix}f.webhooks.raw", records))
+        # The Faust floors' own topics: each run of each (two hops f, one hop g) needs its own.
+        floor_prefixes = {
+            kind: [f"{prefix}{letter}{i}" for i in range(rounds)]
+            for kind, letter in (("faust_floor", "f"), ("faust_floor_one_hop", "g"))
+        }
+        for floor_prefix in (p for ps in floor_prefixes.values() for p in ps):
+            ensure(broker, floor_prefix)
+            asyncio.run(on_kafka.produce_raw(broker, f"{floor_prefix}.webhooks.raw", records))
         # Extra rounds of the worker (--rounds) each need a raw topic of their own; the peers
         # all read <prefix>.webhooks.raw with consumer groups of their own.
         worker_prefixes = [f"{prefix}w{i}" for i in range(rounds - 1)] + [prefix]
@@ -729,7 +774,16 @@ def measure(
             f"(median of {ceiling['runs_events_per_s']})",
             flush=True,
         )
-        floor = measure_floor(broker, f"{prefix}f", f"{app_id}-floor", n, work, kafka_pid)
+        # The two floors, interleaved (order swapped every run) so that they share the
+        # machine's drift: the one-hop floor measures issue 15's one-hop lever.
+        floor_runs: dict[str, list[dict[str, Any]]] = {k: [] for k in FLOORS}
+        for i in range(rounds):
+            for kind in list(FLOORS)[:: 1 if i % 2 == 0 else -1]:
+                fp = floor_prefixes[kind][i]
+                floor_runs[kind].append(
+                    measure_floor(broker, fp, f"{app_id}-{fp}", n, work, kafka_pid, kind)
+                )
+        floors = floor_summary(floor_runs)
         # Rounds: each peer, then the worker; the last round's worker stays up for latency.
         peer_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
         peer_balances: dict[str, list[dict[str, tuple[str, ...]]]] = {p: [] for p in peers}
@@ -840,7 +894,9 @@ def measure(
             "peers": peer_results,
             "worker_rounds_balances_equal": worker_rounds_equal,
             "ceiling": ceiling,
-            "faust_floor": floor,
+            "faust_floor": floors["faust_floor"],
+            "faust_floor_one_hop": floors["faust_floor_one_hop"],
+            "one_hop_saves": floors.get("one_hop_saves"),
             "latency": latency,
             "recovery": recovery,
         }

@@ -78,6 +78,11 @@ def _throughput_panel(result: dict[str, Any], ax: Any) -> None:
         names.append("Faust floor\n(same app, no work)")
         vals.append(floor["events_per_s"])
         colors.append("C7")
+    one_hop = result.get("faust_floor_one_hop")
+    if one_hop:
+        names.append("Faust floor,\none hop")
+        vals.append(one_hop["events_per_s"])
+        colors.append("C8")
     bars = ax.bar(names, vals, color=colors)
     ax.tick_params(axis="x", labelsize=7)
     ax.bar_label(bars, labels=[f"{v:,.0f}" for v in vals])
@@ -214,6 +219,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         )
         if result.get("faust_floor") and ce["events_per_s"]
         else None,
+        "one_hop_saves": result.get("one_hop_saves"),
         "meets_throughput": share >= TARGET_SHARE_OF_CEILING,
         "worker_share_of_ceiling_whole_run": round(whole, 3),
         "meets_throughput_whole_run": whole >= TARGET_SHARE_OF_CEILING,

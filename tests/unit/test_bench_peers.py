@@ -58,3 +58,27 @@ def test_balance_check_catches_a_peer_that_did_less() -> None:
     assert not differ["equal"] and differ["differing_by_field"] == {"balance": 1}
 
     assert not pipeline_kafka.compare_balances({}, {})["equal"]  # nothing to compare is no pass
+
+
+def test_floor_summary_takes_medians_and_the_one_hop_saving() -> None:
+    from benchmarks import pipeline
+
+    def run(eps: float, cpu: float | None) -> dict[str, float | None]:
+        return {"events_per_s": eps, "worker_cpu_us_per_event": cpu}
+
+    out = pipeline.floor_summary(
+        {
+            "faust_floor": [run(2000, 400), run(1800, 450), run(2200, 380)],
+            "faust_floor_one_hop": [run(3000, 260), run(3300, 240), run(2700, None)],
+        }
+    )
+    # median runs by events/s: 2000 (two hops) and 3000 (one hop); CPU medians 400 and 250
+    assert out["faust_floor"]["events_per_s"] == 2000
+    assert out["faust_floor"]["runs_events_per_s"] == [2000, 1800, 2200]
+    assert out["faust_floor_one_hop"]["events_per_s"] == 3000
+    assert out["one_hop_saves"] == {
+        "cpu_us_per_event": 150.0,
+        "cpu_share": 0.375,
+        "events_per_s_ratio": 1.5,
+    }
+    assert "one_hop_saves" not in pipeline.floor_summary({"faust_floor": [run(1, 1)]})
