@@ -83,9 +83,11 @@ from benchmarks.pipeline_records import (  # noqa: E402
     bench_secrets,
     bridge_secret_env,
     make_raw_records,
+    member_key_of,
     records_setup,
 )
 from benchmarks.pipeline_report import by_second, chart, count, pct, quantiles, verdict  # noqa: E402
+from connector import raw as raw_contract  # noqa: E402
 from connector.embedded import free_port  # noqa: E402
 from connector.kit import brokers, machine, processes  # noqa: E402
 from connector.kit.processes import cpu_seconds  # noqa: E402
@@ -308,6 +310,24 @@ def _median_run(runs: list[dict[str, Any]], key: str = "whole_events_per_s") -> 
         r.get("cpu_us_per_event", r.get("worker_cpu_us_per_event")) for r in runs
     ]
     return chosen
+
+
+ONE_HOP_APP = ROOT / "benchmarks" / "one_hop_worker.py"
+RawRecords = list[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+
+
+def keyed_by_member(records: RawRecords) -> RawRecords:
+    """`--one-hop`: each raw record keyed by its (first) event's member key instead of its
+    delivery id, which moves to the `delivery-id` header (connector/raw.py): every record of
+    a member lands in one partition, and every implementation still sees the same deliveries."""
+    out: RawRecords = []
+    for key, value, headers in records:
+        named = raw_contract.header_map(headers)
+        members = member_key_of(named[raw_contract.PROVIDER], value, named)
+        if not members or len(set(members)) > 1:
+            raise SystemExit(f"--one-hop: a delivery for {members or 'no member'}: {value[:200]!r}")
+        out.append((members[0].encode(), value, [*headers, (raw_contract.DELIVERY_ID, key)]))
+    return out
 
 
 def measure_throughput(
@@ -743,6 +763,8 @@ def measure(
         print(f"generating {n} signed webhooks for {members} members ...", flush=True)
         t = time.time()
         records, per_provider = make_raw_records(n, members, run, secrets)
+        if args.one_hop:
+            records = keyed_by_member(records)
         print(f"  {time.time() - t:.1f} s; producing to {prefix}.webhooks.raw ...", flush=True)
         ensure(broker, prefix)
         ensure(broker, f"{prefix}x")  # the ceiling's scratch output: <prefix>x.events
@@ -755,6 +777,10 @@ def measure(
         for floor_prefix in (p for ps in floor_prefixes.values() for p in ps):
             ensure(broker, floor_prefix)
             asyncio.run(on_kafka.produce_raw(broker, f"{floor_prefix}.webhooks.raw", records))
+        one_hop_prefixes = [f"{prefix}h{i}" for i in range(rounds)] if args.one_hop else []
+        for one_hop_prefix in one_hop_prefixes:
+            ensure(broker, one_hop_prefix)
+            asyncio.run(on_kafka.produce_raw(broker, f"{one_hop_prefix}.webhooks.raw", records))
         # Extra rounds of the worker (--rounds) each need a raw topic of their own; the peers
         # all read <prefix>.webhooks.raw with consumer groups of their own.
         worker_prefixes = [f"{prefix}w{i}" for i in range(rounds - 1)] + [prefix]
@@ -793,7 +819,28 @@ def measure(
         peer_balances: dict[str, list[dict[str, tuple[str, ...]]]] = {p: [] for p in peers}
         worker_runs: list[dict[str, Any]] = []
         worker_balances: list[dict[str, tuple[str, ...]]] = []
+        one_hop_runs: list[dict[str, Any]] = []
+        one_hop_balances: list[dict[str, tuple[str, ...]]] = []
         for i, worker_prefix in enumerate(worker_prefixes):
+            if one_hop_prefixes:
+                hp = one_hop_prefixes[i]
+                one_hop, row = measure_throughput(
+                    broker,
+                    hp,
+                    f"{app_id}-{hp}",
+                    n,
+                    work,
+                    kafka_pid,
+                    900,
+                    f"one-hop-{i}",
+                    app=str(ONE_HOP_APP),
+                )
+                one_hop.stop()
+                row.pop("progress", None)
+                one_hop_runs.append(row)
+                one_hop_balances.append(
+                    asyncio.run(on_kafka.final_balances(broker, f"{hp}.balances"))
+                )
             for peer in peers:
                 peer_prefix = f"{prefix}{PEERS[peer][2]}{i}"
                 row = measure_peer(
@@ -838,6 +885,18 @@ def measure(
             }
         reference = worker_balances[-1]
         peer_results: dict[str, Any] = {}
+        one_hop_result: dict[str, Any] | None = None
+        if one_hop_runs:
+            one_hop_result = _median_run(one_hop_runs)
+            checks = [compare_balances(reference, b) for b in one_hop_balances]
+            one_hop_result["balances_equal_to_worker"] = all(c["equal"] for c in checks)
+            one_hop_result["balances_check"] = checks[-1]
+            print(
+                f"one-hop worker: median {one_hop_result['whole_events_per_s']:.0f} events/s, "
+                f"{one_hop_result.get('worker_cpu_us_per_event')} CPU µs/event; balances equal "
+                f"to the worker's: {one_hop_result['balances_equal_to_worker']}",
+                flush=True,
+            )
         for peer in peers:
             chosen = _median_run(peer_runs[peer])
             checks = [compare_balances(reference, b) for b in peer_balances[peer]]
@@ -872,6 +931,9 @@ def measure(
             "worker": "one `python -m connector worker`, at_least_once, rocksdb, "
             "CONNECTOR_LOG_LEVEL=WARNING",
             "worker_app": WORKER_APP or "connector/streams/app.py",
+            "raw_key": "member (delivery id in the delivery-id header)"
+            if args.one_hop
+            else "delivery id",
             "rounds": rounds,
             "peers": {
                 "quix": f"Quix Streams {_version('quixstreams')}, RocksDB state, "
@@ -898,6 +960,7 @@ def measure(
             "peers": peer_results,
             "worker_rounds_balances_equal": worker_rounds_equal,
             "ceiling": ceiling,
+            "one_hop_worker": one_hop_result,
             "faust_floor": floors["faust_floor"],
             "faust_floor_one_hop": floors["faust_floor_one_hop"],
             "one_hop_saves": floors.get("one_hop_saves"),
@@ -967,6 +1030,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(PEERS),
         help=f"worker peers to run beside ours, comma-separated subset of {', '.join(PEERS)}, "
         "or 'none'",
+    )
+    parser.add_argument(
+        "--one-hop",
+        action="store_true",
+        help="key every raw record by member (delivery id in the delivery-id header) and run "
+        "the one-hop worker (benchmarks/one_hop_worker.py) in each round too",
     )
     parser.add_argument(
         "--rounds", type=int, help="interleaved runs of the worker and each peer (1 quick, 3 full)"

@@ -15,6 +15,7 @@ meaning is here and nowhere else:
 | `verified` | `true`, or `false` when the provider is configured as unverified |
 | `first-received-at` | for a recognised provider retry: when the first (refused) attempt came |
 | `retry-of` | for a recognised provider retry: the key of the first attempt's record |
+| `delivery-id` | optional: the delivery's identity when the key is another (one hop) |
 | the provider's `kept_headers` | lower-cased, verbatim (signatures, delivery ids; never secrets) |
 
 The record's key is the provider's delivery id, else the request id; its value is the exact
@@ -37,6 +38,7 @@ CONTENT_TYPE = "content-type"
 VERIFIED = "verified"
 FIRST_RECEIVED_AT = "first-received-at"
 RETRY_OF = "retry-of"
+DELIVERY_ID = "delivery-id"
 
 Headers = list[tuple[str, bytes]]
 
@@ -105,9 +107,11 @@ def received_at(headers: Mapping[str, str]) -> datetime:
 
 def delivery_identity(key: bytes | None, headers: Mapping[str, str]) -> str | None:
     """The delivery a raw record is a copy of: the first attempt's key for a recognised retry,
-    else the record's key (the provider's delivery id or the bridge's request id)."""
+    else its `delivery-id` header (a record keyed by something else), else the record's key
+    (the provider's delivery id or the bridge's request id)."""
     return (
         headers.get(RETRY_OF)
+        or headers.get(DELIVERY_ID)
         or (key or b"").decode("utf-8", "replace")
         or headers.get(REQUEST_ID)
         or None

@@ -34,8 +34,10 @@ class Normalized:
 def dead_letter(
     record: ConsumedRecord, stage: str, exc: BaseException, headers: dict[str, str], now: datetime
 ) -> DeadLetter:
-    delivery = (record.key or b"").decode("utf-8", errors="replace") or headers.get(
-        raw.REQUEST_ID, f"{record.topic}:{record.partition}:{record.offset}"
+    delivery = (
+        headers.get(raw.DELIVERY_ID)
+        or (record.key or b"").decode("utf-8", errors="replace")
+        or headers.get(raw.REQUEST_ID, f"{record.topic}:{record.partition}:{record.offset}")
     )
     return DeadLetter(
         delivery_id=delivery,

@@ -8,6 +8,7 @@ missing Go toolchain is a failure, not a skip: the bridge benchmark needs it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,32 @@ def test_floor_summary_takes_medians_and_the_one_hop_saving() -> None:
         "events_per_s_ratio": 1.5,
     }
     assert "one_hop_saves" not in pipeline.floor_summary({"faust_floor": [run(1, 1)]})
+
+
+def test_records_keyed_by_member_decode_to_the_same_events(tmp_path: Path) -> None:
+    """`pipeline.py --one-hop`: the key moves to the delivery-id header, the events stay."""
+    from benchmarks import pipeline, pipeline_records
+    from connector.avro import AvroCodec
+    from connector.raw import ConsumedRecord
+    from connector.streams.normalize import normalize
+
+    records, _ = pipeline_records.make_raw_records(
+        40, 8, "t1hop", pipeline_records.bench_secrets(tmp_path)
+    )
+    keyed = pipeline.keyed_by_member(records)
+    codec = AvroCodec()
+
+    def events(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> list[object]:
+        result = normalize(ConsumedRecord(key, value, headers, "raw", 0, 1), codec)
+        assert result.dead_letter is None
+        return [e for e, _ in result.events]
+
+    members = set()
+    for (key, value, headers), (mkey, mvalue, mheaders) in zip(records, keyed, strict=True):
+        assert mvalue == value and mheaders[:-1] == headers
+        assert mheaders[-1] == ("delivery-id", key)
+        before, after = events(key, value, headers), events(mkey, mvalue, mheaders)
+        assert [e.event_id for e in after] == [e.event_id for e in before]  # type: ignore[attr-defined]
+        assert {e.member_key for e in after} == {mkey.decode()}  # type: ignore[attr-defined]
+        members.add(mkey)
+    assert len(members) == 8

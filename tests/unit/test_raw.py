@@ -53,6 +53,15 @@ def test_a_recognised_retry_is_dated_and_named_by_its_first_attempt() -> None:
     assert got["tenant"] == "" and got["verified"] == "false"
     assert raw.received_at(got) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert raw.delivery_identity(b"req-2", got) == "req-1"
+    assert raw.delivery_identity(b"req-2", {**got, raw.DELIVERY_ID: "d-9"}) == "req-1"
+
+
+def test_a_delivery_id_header_names_a_record_keyed_by_something_else() -> None:
+    got = {raw.REQUEST_ID: "req-3", raw.DELIVERY_ID: "gb-delivery"}
+    assert raw.delivery_identity(b"gameball:default:c-1", got) == "gb-delivery"
+    assert raw.delivery_identity(b"gameball:default:c-1", {raw.REQUEST_ID: "req-3"}) == (
+        "gameball:default:c-1"
+    )
 
 
 def written(text: str, name: str) -> bool:
