@@ -25,7 +25,7 @@ from faust.types import EventT, StreamT
 from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.agents import Acks, InFlight, unacked_batches
-from connector.streams.app import ConnectorApp, faust_app
+from connector.streams.app import ConnectorApp, connector_topics, faust_app
 from connector.streams.faust_compat import set_fetch_max_wait
 from connector.streams.ledger import LedgerStep
 from connector.streams.members import Cached, Members, members_table, stored_value
@@ -42,15 +42,7 @@ def create_app(settings: Settings) -> ConnectorApp:
         raise SystemExit("the one-hop worker runs at_least_once only")
     codec = codec_for(settings)
     app = faust_app(settings)
-    names, n = settings.topics, settings.partitions
-    topics = {
-        "raw": app.topic(names.raw, partitions=n),
-        "events": app.topic(names.events, partitions=n),
-        "ledger": app.topic(names.ledger, partitions=n),
-        "balances": app.topic(names.balances, partitions=n, compacting=True),
-        "tiers": app.topic(names.tiers, partitions=n, compacting=True),
-        "dlq": app.topic(names.dlq, partitions=n),
-    }
+    topics = connector_topics(app, settings)
     connector = ConnectorApp(
         app, settings, codec, WorkerMetrics(), members_table(app, settings), topics
     )

@@ -92,11 +92,10 @@ def faust_app(settings: Settings) -> faust.App:
     return app
 
 
-def create_app(settings: Settings) -> ConnectorApp:
-    codec = codec_for(settings)
-    app = faust_app(settings)
+def connector_topics(app: AppT, settings: Settings) -> dict[str, TopicT]:
+    """The worker's topics by role (raw, events, ledger, balances, tiers, dlq)."""
     names, n = settings.topics, settings.partitions
-    topics: dict[str, TopicT] = {
+    return {
         "raw": app.topic(names.raw, partitions=n),
         "events": app.topic(names.events, partitions=n),
         "ledger": app.topic(names.ledger, partitions=n),
@@ -104,6 +103,12 @@ def create_app(settings: Settings) -> ConnectorApp:
         "tiers": app.topic(names.tiers, partitions=n, compacting=True),
         "dlq": app.topic(names.dlq, partitions=n),
     }
+
+
+def create_app(settings: Settings) -> ConnectorApp:
+    codec = codec_for(settings)
+    app = faust_app(settings)
+    topics = connector_topics(app, settings)
     connector = ConnectorApp(
         app, settings, codec, WorkerMetrics(), members_table(app, settings), topics
     )
@@ -124,6 +129,7 @@ __all__ = [
     "Worker",
     "WorkerMetrics",
     "batches",
+    "connector_topics",
     "create_app",
     "faust_app",
     "faust_broker",
