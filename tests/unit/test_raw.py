@@ -83,3 +83,17 @@ def test_no_other_module_writes_the_raw_headers() -> None:
     # the check sees the kind of code it forbids
     assert written('headers = [("received-at", str(ms).encode())]', raw.RECEIVED_AT)
     assert not written('for h in ("request-id", "received-at"):', raw.RECEIVED_AT)
+
+
+def test_a_dead_letter_names_the_delivery_id_header_before_the_key() -> None:
+    """A raw record keyed by member (one hop) dead-letters under its delivery, not its member."""
+    from connector.avro import AvroCodec
+    from connector.streams.normalize import normalize
+
+    headers = [(raw.PROVIDER, b"no-such-provider"), (raw.REQUEST_ID, b"req-4")]
+    key = b"gameball:default:c-1"
+    named = raw.ConsumedRecord(key, b"{}", [*headers, (raw.DELIVERY_ID, b"gb-9")], "raw", 3, 7)
+    keyed = normalize(named, AvroCodec()).dead_letter
+    plain = normalize(raw.ConsumedRecord(key, b"{}", headers, "raw", 3, 7), AvroCodec()).dead_letter
+    assert keyed is not None and keyed.delivery_id == "gb-9"
+    assert plain is not None and plain.delivery_id == "gameball:default:c-1"
