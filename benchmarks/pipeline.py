@@ -71,6 +71,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository's root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import cpu_profile  # noqa: E402
 from benchmarks import pipeline_kafka as on_kafka  # noqa: E402
 from benchmarks.pipeline_kafka import compare_balances, ensure, latency_deliveries  # noqa: E402
 from benchmarks.pipeline_records import (  # noqa: E402
@@ -110,6 +111,9 @@ def base_env(broker: str, prefix: str) -> dict[str, str]:
 # taken from PATH (a modified copy of connector/streams/app.py) instead of the package's;
 # PATH::FUNCTION takes FUNCTION from PATH instead of create_app (the floors use it).
 WORKER_APP: str | None = None
+# --profile: py-spy on every worker, floor and peer over its measured window
+# (benchmarks/cpu_profile.py), the breakdown in each run's "profile".
+PROFILE = False
 
 
 def run_worker_with_app(path: str) -> int:
@@ -256,16 +260,24 @@ def measure_peer(
     started = time.time()
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+        # From its start: the peer's start-up samples are left out by layer (cpu_profile), and
+        # its thread CPU comes from its own window (peers/common.py Progress).
+        sampler = cpu_profile.Sampler(proc.pid, work / f"{peer_prefix}.pyspy") if PROFILE else None
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
     ended = time.time()
+    sampled = sampler.stop() if sampler is not None else None
     lines = out.decode(errors="replace").strip().splitlines()
     if not lines:
         raise SystemExit(f"peer {peer} printed nothing:\n{log.read_text(errors='replace')[-3000:]}")
     row: dict[str, Any] = json.loads(lines[-1])
+    if sampled is not None and row.get("thread_cpu_s"):
+        row["profile"] = cpu_profile.breakdown(
+            sampled[0], row["thread_cpu_s"], row["applied"], sampled[1]
+        )
     outputs = [f"{peer_prefix}.{t}" for t in ("balances", "ledger", "tiers")]
     first, last_out = asyncio.run(on_kafka.time_span(broker, outputs))
     first_event, _ = asyncio.run(on_kafka.time_span(broker, [f"{peer_prefix}.events"]))
@@ -349,6 +361,9 @@ def measure_throughput(
     last: dict[str, float] = {}
     cpu_start: tuple[float, float, float] | None = None
     cpu_end: tuple[float, float, float] | None = None
+    sampler: cpu_profile.Sampler | None = None
+    threads0: dict[str, float] = {}
+    threads_s: dict[str, float] = {}
     while time.monotonic() < deadline:
         if not worker.alive:
             raise SystemExit(f"worker exited:\n{worker.log_tail()}")
@@ -359,9 +374,16 @@ def measure_throughput(
             samples.append([now, m["raw"], m["events"], m["applied"]])
             if cpu_start is None and m["raw"] > 0:
                 cpu_start = (now, cpu_seconds(worker.pid), cpu_seconds(kafka_pid))
+                if PROFILE and worker.pid:
+                    threads0 = cpu_profile.thread_cpu(worker.pid)
+                    sampler = cpu_profile.Sampler(worker.pid, work / f"{name}.pyspy")
             if m["raw"] >= n and m["applied"] + m["dl_ledger"] >= m["events"] > 0:
                 done_at = now
                 cpu_end = (now, cpu_seconds(worker.pid), cpu_seconds(kafka_pid))
+                if sampler is not None and worker.pid:
+                    threads_s = cpu_profile.thread_delta(
+                        threads0, cpu_profile.thread_cpu(worker.pid)
+                    )
                 break
         time.sleep(0.2)
     if done_at is None:
@@ -407,6 +429,10 @@ def measure_throughput(
         row["worker_cpu_us_per_event"] = round(
             (cpu_end[1] - cpu_start[1]) / max(1, row["applied"]) * 1e6, 1
         )
+    if sampler is not None:
+        samples, leaves = sampler.stop()
+        if threads_s:
+            row["profile"] = cpu_profile.breakdown(samples, threads_s, row["applied"], leaves)
     print(
         f"throughput: {row['applied']} events ({row['raw']} raw) in {secs:.2f} s → "
         f"{row['events_per_s']:.0f} events/s, {row['raw_per_s']:.0f} webhooks/s; from the first "
@@ -1040,6 +1066,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, help="interleaved runs of the worker and each peer (1 quick, 3 full)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy on every worker, floor and peer: CPU per event by layer and by native "
+        "thread (benchmarks/cpu_profile.py; needs the bench extra)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "pipeline.json"))
     parser.add_argument("--replot", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args(argv)
@@ -1047,8 +1079,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.replot:
         chart(json.loads(out.read_text()), out.with_suffix(".png"))
         return 0
-    global WORKER_APP
+    global WORKER_APP, PROFILE
     WORKER_APP = str(Path(args.worker_app).resolve()) if args.worker_app else None
+    PROFILE = args.profile
+    if PROFILE:
+        cpu_profile.py_spy()  # fail now, not after the records are made
     peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.cpu_profile import thread_cpu, thread_delta  # noqa: E402
 from connector.domain.erasure import Erasure  # noqa: E402
 from connector.domain.ledger import MemberState  # noqa: E402
 from connector.settings import Settings  # noqa: E402
@@ -109,11 +110,14 @@ class Progress:
     cpu1: float = 0.0
     kafka_cpu0: float = 0.0
     kafka_cpu1: float = 0.0
+    threads0: dict[str, float] | None = None
+    threads1: dict[str, float] | None = None
 
     def first_raw(self) -> None:
         if self.started_at is None:
             self.started_at = time.time()
             self.cpu0 = cpu_seconds()
+            self.threads0 = thread_cpu()
             self.kafka_cpu0 = cpu_seconds(self.kafka_pid) if self.kafka_pid else float("nan")
 
     @property
@@ -124,6 +128,7 @@ class Progress:
         if self.done_at is None:
             self.done_at = time.time()
             self.cpu1 = cpu_seconds()
+            self.threads1 = thread_cpu()
             self.kafka_cpu1 = cpu_seconds(self.kafka_pid) if self.kafka_pid else float("nan")
 
     def report(self, **extra: Any) -> str:
@@ -143,6 +148,10 @@ class Progress:
             "cpu_s": round(cpu, 3),
             "cpu_cores": round(cpu / wall, 2) if wall > 0 else None,
             "cpu_us_per_event": round(cpu / max(1, applied) * 1e6, 1),
+            # by thread group (librdkafka's C threads apart): pipeline.py --profile
+            "thread_cpu_s": thread_delta(self.threads0, self.threads1)
+            if self.threads0 is not None and self.threads1 is not None
+            else None,
             "kafka_cpu_cores": round((self.kafka_cpu1 - self.kafka_cpu0) / wall, 2)
             if self.kafka_pid and wall > 0
             else None,
