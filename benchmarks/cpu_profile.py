@@ -193,7 +193,7 @@ class Sampler:
         self.out = out
         self.proc = subprocess.Popen(
             [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
-            + ["--nonblocking", "--output", str(out)],
+            + ["--nonblocking", "--threads", "--output", str(out)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -114,6 +114,7 @@ WORKER_APP: str | None = None
 # --profile: py-spy on every worker, floor and peer over its measured window
 # (benchmarks/cpu_profile.py), the breakdown in each run's "profile".
 PROFILE = False
+PROFILE_DIR: Path | None = None  # where --profile leaves the raw py-spy files (<out>-pyspy/)
 
 
 def run_worker_with_app(path: str) -> int:
@@ -1002,6 +1003,11 @@ def measure(
     finally:
         if worker is not None:
             worker.stop()
+        if PROFILE_DIR is not None:  # the raw py-spy files, for flame graphs and a second look
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            for raw in work.glob("*.pyspy"):
+                shutil.copy(raw, PROFILE_DIR / raw.name)
+            print(f"py-spy raw profiles in {PROFILE_DIR}", flush=True)
         if result:
             shutil.rmtree(work, ignore_errors=True)
         else:
@@ -1079,11 +1085,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.replot:
         chart(json.loads(out.read_text()), out.with_suffix(".png"))
         return 0
-    global WORKER_APP, PROFILE
+    global WORKER_APP, PROFILE, PROFILE_DIR
     WORKER_APP = str(Path(args.worker_app).resolve()) if args.worker_app else None
     PROFILE = args.profile
     if PROFILE:
         cpu_profile.py_spy()  # fail now, not after the records are made
+        PROFILE_DIR = out.parent / f"{out.stem}-pyspy"
     peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
     unknown = sorted(set(peers) - set(PEERS))
     if unknown:
