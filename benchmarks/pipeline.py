@@ -87,7 +87,16 @@ from benchmarks.pipeline_records import (  # noqa: E402
     member_key_of,
     records_setup,
 )
-from benchmarks.pipeline_report import by_second, chart, count, pct, quantiles, verdict  # noqa: E402
+from benchmarks.pipeline_report import (  # noqa: E402
+    by_second,
+    chart,
+    count,
+    pct,
+    profile_chart,
+    profile_summary,
+    quantiles,
+    verdict,
+)
 from connector import raw as raw_contract  # noqa: E402
 from connector.embedded import free_port  # noqa: E402
 from connector.kit import brokers, machine, processes  # noqa: E402
@@ -907,6 +916,7 @@ def measure(
                     "worker_cpu_us_per_event",
                     "runs_whole_events_per_s",
                     "runs_cpu_us_per_event",
+                    "profile",
                 )
                 if k in median
             }
@@ -994,6 +1004,8 @@ def measure(
             "latency": latency,
             "recovery": recovery,
         }
+        if PROFILE:
+            result["profile"] = profile_summary(result)
         result["verdict"] = verdict(result)
         result["chart_title"] = (
             f"loyalty-connector worker pipeline, {os.cpu_count()} cores shared by worker, "
@@ -1013,6 +1025,14 @@ def measure(
         else:
             print(f"logs kept in {work}", flush=True)
     return result
+
+
+def _plot_profile(result: dict[str, Any], out: Path) -> None:
+    """--profile's stacked bars beside the result: <out>-profile.png."""
+    if result.get("profile"):
+        title = f"CPU per event by layer, {result['when']} ({result['setup'].get('rounds')} rounds)"
+        profile_chart(result["profile"], out.with_name(f"{out.stem}-profile.png"), title)
+        print(f"wrote {out.with_name(out.stem + '-profile.png')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1083,7 +1103,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.replot:
-        chart(json.loads(out.read_text()), out.with_suffix(".png"))
+        replot = json.loads(out.read_text())
+        summary = profile_summary(replot)  # derived from the runs' own profiles
+        if summary and summary != replot.get("profile"):
+            replot["profile"] = summary
+            out.write_text(json.dumps(replot, indent=2) + "\n")
+        chart(replot, out.with_suffix(".png"))
+        _plot_profile(replot, out)
         return 0
     global WORKER_APP, PROFILE, PROFILE_DIR
     WORKER_APP = str(Path(args.worker_app).resolve()) if args.worker_app else None
@@ -1108,6 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     chart(result, out.with_suffix(".png"))
+    _plot_profile(result, out)
     v = result["verdict"]
     print(f"wrote {out} and {out.with_suffix('.png')}")
     print(

@@ -281,3 +281,66 @@ def peer_verdict(result: dict[str, Any]) -> dict[str, Any]:
         "all_met": all(g["met"] for g in goals.values() if "met" in g),
         "all_peers_balances_equal": all(p["balances_equal_to_worker"] for p in rows.values()),
     }
+
+
+# --profile (benchmarks/cpu_profile.py): where each implementation's CPU per event goes.
+PROFILED = (
+    ("our worker", ("throughput", "median_of_rounds")),
+    ("one-hop worker", ("one_hop_worker",)),
+    ("Quix Streams", ("peers", "quix")),
+    ("Quix Streams, exactly-once", ("peers", "quix_eos")),
+    ("aiokafka + rocksdict", ("peers", "plain")),
+    ("Faust floor, two hops", ("faust_floor",)),
+    ("Faust floor, one hop", ("faust_floor_one_hop",)),
+)
+
+
+def profile_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """Each profiled implementation's median run: µs of CPU per event by layer, what of it is
+    our own code (decode, Avro, rules, state format: the same functions everywhere) and what
+    is everything else (framework, Kafka client, event loop, native threads)."""
+    out: dict[str, Any] = {}
+    for name, path in PROFILED:
+        row: Any = result
+        for key in path:
+            row = (row or {}).get(key)
+        profile = (row or {}).get("profile")
+        if not profile and path == ("throughput", "median_of_rounds"):
+            profile = result.get("throughput", {}).get("profile")  # one round: that round's
+        if not profile:
+            continue
+        layers = profile["us_per_event"]
+        ours = layers.get("ours", 0.0)
+        out[name] = {
+            "us_per_event": layers,
+            "ours_us_per_event": round(ours, 1),
+            "rest_us_per_event": round(sum(layers.values()) - ours, 1),
+            "hot_frames": profile.get("hot_frames", [])[:10],
+        }
+    return out
+
+
+def profile_chart(summary: dict[str, Any], path: Path, title: str) -> None:
+    """Stacked bars: each implementation's CPU per event by layer."""
+    if not summary:
+        return
+    names = list(summary)
+    layers = sorted(
+        {k for s in summary.values() for k, v in s["us_per_event"].items() if v >= 0.5},
+        key=lambda k: (k != "ours", -max(s["us_per_event"].get(k, 0.0) for s in summary.values())),
+    )
+    with charts.figure(path, 1, 1, figsize=(11, 0.7 * len(names) + 2.2)) as (fig, ax):
+        left = [0.0] * len(names)
+        for i, layer in enumerate(layers):
+            vals = [summary[n]["us_per_event"].get(layer, 0.0) for n in names]
+            ax.barh(names, vals, left=left, label=layer, color=f"C{i % 10}")
+            left = [a + b for a, b in zip(left, vals, strict=True)]
+        for y, total in enumerate(left):
+            ax.text(total + 5, y, f"{total:,.0f} µs", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(
+            "CPU µs per event (py-spy shares of the Python threads; native threads measured)"
+        )
+        ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+        charts.grid(ax)
+        fig.suptitle(title, fontsize=10)

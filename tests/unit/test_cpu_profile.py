@@ -155,3 +155,30 @@ def test_sampler_profiles_a_real_process(tmp_path: Path) -> None:
     counted = sum(n for k, n in samples.items() if k != cpu_profile.STARTUP)
     assert counted >= 50, samples  # ~100 per second
     assert samples["ours"] / counted > 0.8, samples
+
+
+def test_profile_summary_takes_each_median_run_and_splits_ours_from_the_rest(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.pipeline_report import profile_chart, profile_summary
+
+    def run(**layers: float) -> dict[str, object]:
+        return {"profile": {"us_per_event": layers, "hot_frames": [{"frame": "f"}] * 12}}
+
+    result = {
+        "throughput": {**run(ours=999.0), "median_of_rounds": run(ours=300.0, aiokafka=90.5)},
+        "peers": {"quix": run(ours=310.0, quixstreams=150.0, librdkafka_threads=60.0)},
+        "faust_floor": {"events_per_s": 1.0},  # a run without --profile: left out
+    }
+    summary = profile_summary(result)
+    assert list(summary) == ["our worker", "Quix Streams"]
+    assert summary["our worker"]["ours_us_per_event"] == 300.0  # the median round's
+    assert summary["our worker"]["rest_us_per_event"] == 90.5
+    assert summary["Quix Streams"]["rest_us_per_event"] == 210.0
+    assert len(summary["Quix Streams"]["hot_frames"]) == 10
+    # one round (no median_of_rounds): that round's profile
+    one = profile_summary({"throughput": run(ours=5.0)})
+    assert one["our worker"]["ours_us_per_event"] == 5.0
+    png = tmp_path / "p-profile.png"
+    profile_chart(summary, png, "t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
