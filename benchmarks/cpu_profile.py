@@ -59,13 +59,13 @@ BENCH_FILES = frozenset(p.name for p in Path(__file__).resolve().parent.rglob("*
 
 
 def _path_layer(path: str) -> str | None:
-    if path in BENCH_FILES:
-        return "ours"
-    for part in path.split("/"):  # relative (faust/...) or absolute (/usr/lib/python3.11/...)
+    parts = path.split("/")
+    for part in parts:  # relative (faust/...) or absolute (/usr/lib/python3.11/...)
         layer = PACKAGE_LAYERS.get(part)
         if layer is not None:
             return layer
-    return None
+    # a benchmark script named from a sys.path entry inside benchmarks/ (peers/quix_worker.py)
+    return "ours" if parts[-1] in BENCH_FILES else None
 
 
 def layer_of(frames: list[str]) -> str:
@@ -173,6 +173,7 @@ def breakdown(
         "us_per_event": per_event,
         "hot_frames": hot,
         "python_threads_us_per_event": round(python_s / events * 1e6, 1),
+        "thread_cpu_s": threads_s,  # with the raw py-spy file: enough to compute this again
         "samples": total,
         "startup_samples": samples.get(STARTUP, 0),
     }

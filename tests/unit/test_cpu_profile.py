@@ -53,6 +53,8 @@ def frames(*paths: str) -> list[str]:
         (frames("/usr/lib/python3.11/selectors.py"), "event loop"),
         # a benchmark script as py-spy names a file of the script's own directory
         (frames("quix_worker.py", "typing.py"), "ours"),
+        (frames("quixstreams/app.py", "peers/quix_worker.py", "copy.py"), "ours"),
+        (frames("quixstreams/app.py", "mode/utils/objects.py"), "faust+mode"),  # a package first
         # any import on the stack is start-up, whatever runs inside it
         (frames("connector/cli.py", "<frozen importlib._bootstrap>", "faust/app.py"), "start-up"),
         (frames("<frozen runpy>", "json/decoder.py"), "other"),
