@@ -128,8 +128,10 @@ def test_thread_cpu_counts_a_busy_thread_under_python_threads() -> None:
     time.sleep(0.6)
     during = cpu_profile.thread_delta(before, cpu_profile.thread_cpu())
     worker.join()
-    assert set(during) == {"python threads"}
+    # the suite's process may hold idle RocksDB threads from earlier tests (or librdkafka's):
+    # they may appear, but the spinning thread's 0.3 s must land under python threads only
     assert during["python threads"] >= 0.25, during
+    assert all(s < 0.1 for g, s in during.items() if g != "python threads"), during
 
 
 def test_sampler_profiles_a_real_process(tmp_path: Path) -> None:
