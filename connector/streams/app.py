@@ -19,7 +19,7 @@ from connector.avro import AvroCodec
 from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.agents import BATCH_MAX, BATCH_WITHIN, batches, register_agents
-from connector.streams.faust_compat import set_fetch_max_wait
+from connector.streams.faust_compat import install_fast_wait_first, set_fetch_max_wait
 from connector.streams.freshness import Freshness
 from connector.streams.members import StateCache, members_table
 from connector.streams.metrics import WorkerMetrics
@@ -115,10 +115,12 @@ def create_app(settings: Settings) -> ConnectorApp:
     register_agents(connector)
     register_views(connector)
 
-    def shorter_fetch_wait(*_: object, **__: object) -> None:
+    def on_assigned(*_: object, **__: object) -> None:
+        # both idempotent; the consumer exists by the first assignment
         set_fetch_max_wait(app, FETCH_MAX_WAIT_MS)
+        install_fast_wait_first(app.consumer)
 
-    app.on_partitions_assigned.connect(shorter_fetch_wait)
+    app.on_partitions_assigned.connect(on_assigned)
     return connector
 
 

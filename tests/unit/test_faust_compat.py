@@ -373,3 +373,22 @@ def test_faust_still_hard_codes_the_worker_fetch_wait_and_aiokafka_reads_it_per_
         if hasattr(AIOKafkaConsumer, "_create_fetcher")
         else AIOKafkaConsumer.start
     ), CHANGED + "AIOKafkaConsumer no longer keeps its Fetcher in _fetcher"
+
+
+def test_the_consumer_still_waits_for_each_message_with_wait_first() -> None:
+    """Use 7: `install_fast_wait_first` replaces the `wait_first` `_drain_messages` looks up."""
+    from mode.services import Service, WaitResults
+
+    drain = source(Consumer._drain_messages)
+    assert "awaitself.wait_first(callback(message),self.suspend_flow.wait())" in drain, (
+        CHANGED + "Consumer._drain_messages no longer awaits "
+        "self.wait_first(callback(message), self.suspend_flow.wait()) per message: the fast "
+        "path in install_fast_wait_first no longer applies (or no longer fits)"
+    )
+    assert params(Service.wait_first) == ["self", "coros", "timeout"], (
+        CHANGED + f"Service.wait_first{params(Service.wait_first)}"
+    )
+    assert WaitResults._fields == ("done", "results", "stopped"), (
+        CHANGED + f"WaitResults{WaitResults._fields}"
+    )
+    assert "suspend_flow" in source(Consumer.__init__), CHANGED + "Consumer.suspend_flow is gone"
