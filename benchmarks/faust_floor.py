@@ -1,8 +1,9 @@
 """The Faust floor: the worker's Faust app and topology doing none of the worker's own work.
 
 `benchmarks/pipeline.py` runs it (via `--child-worker`) next to the real worker, on the same raw
-records: same `faust_app` configuration (broker, partitions, acks, commit interval, take_events
-batches, direct producer sends), same two hops and the same number of Kafka records per event,
+records: same `faust_app` configuration (broker, partitions, acks, commit interval, the
+consumer's fetch wait and per-message wait of faust_compat uses 6 and 7, take_events batches,
+direct producer sends), same two hops and the same number of Kafka records per event,
 but no decoding, no Avro, no ledger rules and no table:
 
 * `normalize`: raw record → its bytes unchanged to `<prefix>.events` (1 produce per event);

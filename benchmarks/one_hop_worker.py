@@ -26,7 +26,6 @@ from connector.registry import codec_for
 from connector.settings import Settings
 from connector.streams.agents import Acks, InFlight, unacked_batches
 from connector.streams.app import ConnectorApp, connector_topics, faust_app
-from connector.streams.faust_compat import set_fetch_max_wait
 from connector.streams.ledger import LedgerStep
 from connector.streams.members import Cached, Members, members_table, stored_value
 from connector.streams.messages import consumed_record
@@ -54,12 +53,8 @@ def create_app(settings: Settings) -> ConnectorApp:
     def forget_cached(*_: object, **__: object) -> None:
         members.cache.clear()
 
-    def shorter_fetch_wait(*_: object, **__: object) -> None:
-        set_fetch_max_wait(app, 100)
-
     app.on_partitions_revoked.connect(forget_cached)
     app.on_partitions_assigned.connect(forget_cached)
-    app.on_partitions_assigned.connect(shorter_fetch_wait)
     step = LedgerStep(codec, metrics, members, topics, memory=settings.dedupe_memory)
     events_topic, redact = topics["events"], settings.redact_attributes
 

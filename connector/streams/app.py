@@ -89,6 +89,14 @@ def faust_app(settings: Settings) -> faust.App:
         producer_partitioner=CachedPartitioner(),
         loghandlers=[],
     )
+
+    def consumer_tweaks(*_: object, **__: object) -> None:
+        # faust_compat uses 6 and 7; both idempotent, and the consumer exists by the first
+        # assignment
+        set_fetch_max_wait(app, FETCH_MAX_WAIT_MS)
+        install_fast_wait_first(app.consumer)
+
+    app.on_partitions_assigned.connect(consumer_tweaks)
     return app
 
 
@@ -115,12 +123,6 @@ def create_app(settings: Settings) -> ConnectorApp:
     register_agents(connector)
     register_views(connector)
 
-    def on_assigned(*_: object, **__: object) -> None:
-        # both idempotent; the consumer exists by the first assignment
-        set_fetch_max_wait(app, FETCH_MAX_WAIT_MS)
-        install_fast_wait_first(app.consumer)
-
-    app.on_partitions_assigned.connect(on_assigned)
     return connector
 
 

@@ -149,3 +149,22 @@ def test_installing_twice_or_on_something_else_is_refused(app: faust.App) -> Non
     assert install_fast_wait_first(consumer) is True
     assert install_fast_wait_first(consumer) is False
     assert install_fast_wait_first(object()) is False  # type: ignore[arg-type]
+
+
+def test_the_worker_app_installs_it_on_its_first_assignment(tmp_path: Any) -> None:
+    # faust_app (the worker's, the one-hop worker's and the Faust floor's app) hooks it up
+    from connector.settings import Settings
+    from connector.streams.app import faust_app
+
+    async def main() -> None:
+        settings = Settings.from_env(
+            {"CONNECTOR_DATA_DIR": str(tmp_path), "CONNECTOR_TABLE_STORE": "memory"}
+        )
+        app = faust_app(settings)
+        consumer = app.consumer
+        assert "wait_first" not in vars(consumer)
+        await app.on_partitions_assigned.send(assigned=set())
+        assert "wait_first" in vars(consumer)
+        assert install_fast_wait_first(consumer) is False  # already there
+
+    run(main())
