@@ -7,16 +7,26 @@ Two measurements of the same window, combined:
   Python threads (every other thread: the event loop, Faust's consumer thread). This is exact
   and needs no sampler.
 * **The Python threads' time by layer** (`layers`): py-spy samples (`py-spy record --format
-  raw --nonblocking`, idle samples left out) grouped by the code that ran. A sample belongs to
-  the innermost frame of a known package; frames of the standard library's plain helpers
-  (json, enum, dataclass `__init__`, ...) belong to their caller, so `json.dumps` in our code
-  counts as ours, while the event loop (asyncio, selectors) is a layer of its own. Samples of
-  start-up (any frame in importlib) are left out.
+  raw --nonblocking --gil`: only the thread holding the GIL) grouped by the code that ran. A
+  sample belongs to the innermost frame of a known package; frames of the standard library's
+  plain helpers (json, enum, dataclass `__init__`, ...) belong to their caller, so `json.dumps`
+  in our code counts as ours, while the event loop (asyncio, selectors) is a layer of its own.
+  Samples of start-up (any frame in importlib) are left out.
 
 The Python threads' measured CPU is shared out in proportion to the samples: sampling shares
 are robust on a busy machine where py-spy itself may fall behind, absolute sample counts are
 not. The result is µs of CPU per event for each layer and each native thread group, which
 add up to the implementation's CPU per event.
+
+Why `--gil`: without it py-spy keeps every sample of a thread it reads as running, and an event
+loop that blocks in `epoll_wait` thousands of times a second is often read as running while its
+stack is in `select` (`--nonblocking` reads the state and the stack at different moments). On
+the worker that put 53-56 µs per event on `EpollSelector.select`, where the loop's own timing
+of `select` (thread CPU around each call) was 5-6 µs per event, and took the difference from
+every other layer (`tests/unit/test_cpu_profile.py` holds the case). A thread blocked in a
+system call has released the GIL, so `--gil` drops exactly those samples. What it also drops is
+real CPU spent without the GIL (the kernel side of socket writes, a C library that releases
+it): that is shared out over the layers with the rest, a few µs per event here.
 """
 
 from __future__ import annotations
@@ -194,7 +204,7 @@ class Sampler:
         self.out = out
         self.proc = subprocess.Popen(
             [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
-            + ["--nonblocking", "--threads", "--output", str(out)],
+            + ["--nonblocking", "--gil", "--threads", "--output", str(out)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

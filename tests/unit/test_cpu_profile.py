@@ -3,6 +3,7 @@ how the Python threads' CPU is shared out, and a real py-spy run on a real proce
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -159,6 +160,56 @@ def test_sampler_profiles_a_real_process(tmp_path: Path) -> None:
     counted = sum(n for k, n in samples.items() if k != cpu_profile.STARTUP)
     assert counted >= 50, samples  # ~100 per second
     assert samples["ours"] / counted > 0.8, samples
+
+
+def test_sampler_leaves_an_event_loops_blocked_selects_out(tmp_path: Path) -> None:
+    # A child that alternates 0.2 ms in our code with a 0.8 ms asyncio sleep: thousands of
+    # blocking epoll waits a second, as the worker's loop does. It times its own CPU in our
+    # code and in all (thread CPU, independent of py-spy). The profile's share of "ours" must
+    # match that within sampling noise: 0.76-0.79 against 0.82-0.87 measured in six runs with
+    # --gil; without it 0.53-0.55 against 0.84, the rest on the event loop's select.
+    code = (
+        "import asyncio, sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from connector.raw import header_map\n"
+        "h = [(f'h{i}', b'v' * 40) for i in range(30)]\n"
+        "async def main():\n"
+        "    print('ready', flush=True)\n"
+        "    ours = 0.0\n"
+        "    start = time.thread_time()\n"
+        "    end = time.time() + 4.0\n"
+        "    while time.time() < end:\n"
+        "        t, c = time.perf_counter(), time.thread_time()\n"
+        "        while time.perf_counter() - t < 0.0002:\n"
+        "            header_map(h)\n"
+        "        ours += time.thread_time() - c\n"
+        "        await asyncio.sleep(0.0008)\n"
+        "    print(ours / (time.thread_time() - start), flush=True)\n"
+        "asyncio.run(main())\n"
+    )
+    # On a busy machine a thread woken from epoll waits its turn for a core in state R, its
+    # stack still in select: a CPU hog on the child's core makes that wait, as Kafka and the
+    # peers do on the benchmark's two cores.
+    cpu = min(os.sched_getaffinity(0))
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(ROOT)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        os.sched_setaffinity(hog.pid, {cpu})
+        os.sched_setaffinity(child.pid, {cpu})
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        sampler = cpu_profile.Sampler(child.pid, tmp_path / "child.pyspy", rate=250)
+        measured = float(child.stdout.readline())
+        child.wait(30)
+        samples, _ = sampler.stop()
+    finally:
+        for proc in (child, hog):
+            proc.kill()
+            proc.wait()
+    counted = sum(n for k, n in samples.items() if k != cpu_profile.STARTUP)
+    assert counted >= 100, samples
+    assert 0.6 < measured < 0.98, measured
+    assert abs(samples["ours"] / counted - measured) < 0.18, (samples, measured)
 
 
 def test_profile_summary_takes_each_median_run_and_splits_ours_from_the_rest(
