@@ -29,7 +29,7 @@ from connector.streams.members import Cached, Members, stored_value
 from connector.streams.messages import consumed_record
 from connector.streams.metrics import WorkerMetrics
 from connector.streams.normalize import normalize
-from connector.streams.outputs import Outputs
+from connector.streams.outputs import OutputBatch, Outputs
 from connector.streams.state_format import record_key
 
 if TYPE_CHECKING:
@@ -91,20 +91,18 @@ async def normalize_one(
     event: EventT,
     codec: AvroCodec,
     metrics: WorkerMetrics,
-    outputs: Outputs,
+    outputs: Outputs | OutputBatch,
     events: TopicT,
     redact: frozenset[str] = frozenset(),
-) -> Acks:
-    """Decode one raw webhook into events (or a dead letter) and send them; their acks."""
+) -> None:
+    """Decode one raw webhook into events (or a dead letter) and send them to `outputs`."""
     result = normalize(consumed_record(event.message), codec, redact=redact)
     metrics.raw.inc()
-    futures: Acks = []
     if result.dead_letter is not None:
-        futures.append(await outputs.dead_letter(result.dead_letter, event))
+        await outputs.dead_letter(result.dead_letter, event)
     for ev, payload in result.events:
         metrics.events.labels(ev.type.value).inc()
-        futures.append(await outputs.send(events, ev.member_key.encode(), payload, event))
-    return futures
+        await outputs.send(events, ev.member_key.encode(), payload, event)
 
 
 def register_agents(connector: ConnectorApp) -> None:
@@ -137,11 +135,10 @@ def register_agents(connector: ConnectorApp) -> None:
         flight = InFlight(stream)
         try:
             async for batch in unacked_batches(stream):
-                futures: Acks = []
+                out = outputs.batch()
                 for event in batch:
-                    futures += await normalize_one(
-                        event, codec, metrics, outputs, events_topic, redact
-                    )
+                    await normalize_one(event, codec, metrics, out, events_topic, redact)
+                futures: Acks = [sent.ack for sent in await out.flush()]
                 await flight.wait()
                 # acked by Kafka before the batch's offsets commit
                 flight.launch(batch, functools.partial(_all_acked, futures))
@@ -171,15 +168,16 @@ def register_agents(connector: ConnectorApp) -> None:
             async for batch in unacked_batches(stream):
                 states = dict(carried) if flight.busy else {}
                 owner: dict[str, EventT] = {}
-                futures: Acks = []
+                out = outputs.batch()
                 for event in batch:
                     written, records, dl = step(event, states, serialize=False)
                     if dl is not None:
-                        futures.append(await outputs.dead_letter(dl, event))
+                        await out.dead_letter(dl, event)
                     for key, _ in written:
                         owner[key] = event
                     for topic, kb, value in records:
-                        futures.append(await outputs.send(topic, kb, value, event))
+                        await out.send(topic, kb, value, event)
+                futures: Acks = [sent.ack for sent in await out.flush()]
                 rows = [
                     (record_key(key), event, stored_value(states[key]))
                     for key, event in owner.items()

@@ -236,6 +236,30 @@ def test_producer_send_takes_the_keywords_outputs_pass() -> None:
         )
 
 
+def test_the_producer_sends_through_its_own_aiokafka_producer_attribute() -> None:
+    """Use 8: `aiokafka_producer(app)` is `app.producer._producer`, the object `send` uses."""
+    start, send = source(Producer.on_start), source(Producer.send)
+    assert "self._producer=self._new_producer()" in start, (
+        CHANGED + "Producer.on_start no longer keeps its AIOKafkaProducer in self._producer"
+    )
+    assert "transaction_producer=self._ensure_producer()" in send, (
+        CHANGED + "Producer.send no longer starts from self._ensure_producer()"
+    )
+    assert "returnself._producer" in source(Producer._ensure_producer), (
+        CHANGED + "Producer._ensure_producer no longer returns self._producer"
+    )
+
+
+def test_aiokafka_producer_builds_and_sends_record_batches() -> None:
+    """`OutputBatch` (connector/streams/outputs.py): aiokafka's public batch API."""
+    from aiokafka import AIOKafkaProducer
+
+    assert params(AIOKafkaProducer.create_batch) == ["self"], CHANGED + "create_batch changed"
+    assert params(AIOKafkaProducer.send_batch) == ["self", "batch", "topic", "partition"], (
+        CHANGED + "send_batch changed"
+    )
+
+
 # -- public APIs used instead of internals: their shape --------------------------------------
 
 
