@@ -263,8 +263,8 @@ def install_fast_wait_first(consumer: ConsumerT) -> bool:
 # At least once, the worker sends each batch's outputs and changelog records as one Kafka record
 # batch per topic partition, through aiokafka's public `create_batch()` / `send_batch()`
 # (connector/streams/outputs.py, `OutputBatch`): one future per Kafka batch instead of one per
-# record, 16 -> 7 us of CPU per record in aiokafka alone (benchmarks/send_batch.py), on top of
-# Faust's own per-send wrapper. Faust's `Producer` has `send` and `send_and_wait` only, per
+# record, 19.6 -> 10.2 us of CPU per record against Faust's `Producer.send`
+# (benchmarks/send_batch.py). Faust's `Producer` has `send` and `send_and_wait` only, per
 # record. Checked (faust-streaming 0.15.3): `faust.transport.drivers.aiokafka.Producer._producer`
 # is the started AIOKafkaProducer (None before `on_start`), built with the app's
 # `producer_partitioner`, acks and idempotence; `send` uses the same object when no
