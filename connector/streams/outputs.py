@@ -2,8 +2,10 @@
 
 Straight to Faust's producer (aiokafka), not `Topic.send`: its channel/FutureMessage plumbing
 cost ~40 % of the worker's CPU per event (benchmarks/pipeline.py) and nothing here needs it. At
-least once, the agents await every output's ack themselves before the batch's table write and
-offsets; exactly once, each output joins its *source* partition's transaction.
+least once, the agents collect a batch's outputs in an `OutputBatch`, send them as one Kafka
+record batch per topic partition, and await every ack before the batch's table write and
+offsets; exactly once, each output goes on its own (`Outputs.send`) into its *source*
+partition's transaction.
 """
 
 from __future__ import annotations
